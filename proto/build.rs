@@ -14,6 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Keys and values are shared between the store, the index and responses
         // without copying.
         .bytes(".")
+        // Services rollcall does not serve yet answer UNIMPLEMENTED, as gRPC expects.
+        .generate_default_stubs(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -1,0 +1,47 @@
+//! Response headers as etcd fills them: cluster and member identity, the raft
+//! term (1 on a single member), and the store revision when the handler did
+//! not set one.
+
+use rollcall_proto::etcdserverpb::ResponseHeader;
+
+use crate::mvcc::Store;
+
+/// The raft term a single member reports; it never holds an election.
+pub const RAFT_TERM: u64 = 1;
+
+#[derive(Clone)]
+pub struct HeaderFiller {
+    store: Store,
+}
+
+impl HeaderFiller {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.store.identity.cluster_id
+    }
+
+    pub fn member_id(&self) -> u64 {
+        self.store.identity.member_id
+    }
+
+    /// Completes `header`, creating it when absent.
+    pub fn fill(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.cluster_id();
+        h.member_id = self.member_id();
+        h.raft_term = RAFT_TERM;
+        if h.revision == 0 {
+            h.revision = self.store.current_rev();
+        }
+    }
+
+    /// A fresh header at the current revision.
+    pub fn header(&self) -> Option<ResponseHeader> {
+        let mut header = None;
+        self.fill(&mut header);
+        header
+    }
+}

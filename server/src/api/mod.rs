@@ -1,0 +1,9 @@
+//! The gRPC services (tonic types stop here): each handler validates, reads
+//! a snapshot or proposes a command, and fills the response header.
+
+pub mod cluster;
+pub mod header;
+pub mod kv;
+pub mod maintenance;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,28 @@
+//! The one mapping from [`Error`] to a gRPC status, with etcd's codes and
+//! messages (`api/v3rpc/rpctypes/error.go`).
+
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        let code = match &e {
+            Error::EmptyKey
+            | Error::KeyNotFound
+            | Error::ValueProvided
+            | Error::LeaseProvided
+            | Error::TooManyOps
+            | Error::DuplicateKey
+            | Error::RequestTooLarge => Code::InvalidArgument,
+            Error::Compacted | Error::FutureRevision => Code::OutOfRange,
+            Error::LeaseNotFound => Code::NotFound,
+            Error::Stopped => Code::Unavailable,
+            Error::Storage(_) | Error::CorruptRecord { .. } | Error::DataDir { .. } => {
+                tracing::error!(error = %e, "internal error answering a request");
+                Code::Internal
+            }
+        };
+        Status::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,367 @@
+//! THE write path: a [`Command`] applied to the store inside the applier's
+//! write transaction. Deterministic: it reads no clock and no randomness, so
+//! the same commands replayed from a replicated log give the same state.
+//!
+//! A command is checked completely against the state before it changes
+//! anything, so a refused command leaves no partial effect behind.
+
+use rollcall_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
+    TxnResponse, compare, request_op, response_op,
+};
+
+use crate::error::Error;
+use crate::mvcc::view::History;
+use crate::mvcc::{KeyRange, View, WriteTxn};
+
+/// A mutation of the replicated state.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact(CompactionRequest),
+}
+
+/// The answer to a command; `header.revision` is set, the rest of the header
+/// is the API layer's.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    /// A compaction to perform on the index and history after the commit.
+    Compact(CompactionResponse, i64),
+}
+
+/// Applies one command to `txn`.
+pub fn apply(txn: &mut WriteTxn<'_, '_>, command: &Command) -> Result<Applied, Error> {
+    match command {
+        Command::Put(req) => {
+            // Outside a txn etcd looks the lease up before the previous key.
+            if req.lease != 0 && !lease_exists(req.lease) {
+                return Err(Error::LeaseNotFound);
+            }
+            check_put(&txn.view(), req)?;
+            put(txn, req).map(Applied::Put)
+        }
+        Command::DeleteRange(req) => delete_range(txn, req).map(Applied::DeleteRange),
+        Command::Txn(req) => apply_txn_request(txn, req).map(Applied::Txn),
+        Command::Compact(req) => {
+            if req.revision <= txn.compact_rev {
+                return Err(Error::Compacted);
+            }
+            if req.revision > txn.begin_rev {
+                return Err(Error::FutureRevision);
+            }
+            txn.compact_rev = req.revision;
+            let header = Some(ResponseHeader {
+                revision: txn.begin_rev,
+                ..Default::default()
+            });
+            Ok(Applied::Compact(
+                CompactionResponse { header },
+                req.revision,
+            ))
+        }
+    }
+}
+
+/// The checks etcd makes against the state before a put: the previous key
+/// must exist for `ignore_value`/`ignore_lease`, the lease must exist.
+fn check_put<H: History>(view: &View<'_, H>, req: &PutRequest) -> Result<(), Error> {
+    if (req.ignore_value || req.ignore_lease) && view.get(&req.key)?.is_none() {
+        return Err(Error::KeyNotFound);
+    }
+    if req.lease != 0 && !lease_exists(req.lease) {
+        return Err(Error::LeaseNotFound);
+    }
+    Ok(())
+}
+
+/// Whether lease `id` is granted. No lease can be granted until the Lease
+/// service exists, so every lease is unknown.
+fn lease_exists(_id: i64) -> bool {
+    false
+}
+
+fn put(txn: &mut WriteTxn<'_, '_>, req: &PutRequest) -> Result<PutResponse, Error> {
+    let previous = if req.ignore_value || req.ignore_lease || req.prev_kv {
+        txn.view().get(&req.key)?
+    } else {
+        None
+    };
+    let value = match (&previous, req.ignore_value) {
+        (Some(prev), true) => prev.value.clone(),
+        _ => req.value.clone(),
+    };
+    let lease = match (&previous, req.ignore_lease) {
+        (Some(prev), true) => prev.lease,
+        _ => req.lease,
+    };
+    let revision = txn.put(&req.key, value, lease)?;
+    Ok(PutResponse {
+        header: Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        }),
+        prev_kv: previous.filter(|_| req.prev_kv),
+    })
+}
+
+fn delete_range(
+    txn: &mut WriteTxn<'_, '_>,
+    req: &DeleteRangeRequest,
+) -> Result<DeleteRangeResponse, Error> {
+    let range = KeyRange::new(&req.key, &req.range_end);
+    let prev_kvs = if req.prev_kv {
+        txn.view().range_keys(&range, 0, 0, false)?.kvs
+    } else {
+        Vec::new()
+    };
+    let (deleted, revision) = txn.delete_range(&range)?;
+    Ok(DeleteRangeResponse {
+        header: Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        }),
+        deleted,
+        prev_kvs,
+    })
+}
+
+fn range<H: History>(
+    view: &View<'_, H>,
+    req: &RangeRequest,
+) -> Result<rollcall_proto::etcdserverpb::RangeResponse, Error> {
+    view.range(req)
+}
+
+/// Evaluates a txn: every compare (nested ones too) is evaluated against the
+/// state before the txn, every chosen operation is checked, then the chosen
+/// branch is applied.
+fn apply_txn_request(txn: &mut WriteTxn<'_, '_>, req: &TxnRequest) -> Result<TxnResponse, Error> {
+    let path = {
+        let view = txn.view();
+        let path = compare_path(&view, req)?;
+        check_branches(&view, req, &mut path.iter().copied(), &|v, op| match op {
+            request_op::Request::RequestPut(p) => check_put(v, p),
+            _ => Ok(()),
+        })?;
+        check_branches(&view, req, &mut path.iter().copied(), &|v, op| match op {
+            request_op::Request::RequestRange(r) if r.revision != 0 => {
+                v.resolve(r.revision).map(drop)
+            }
+            _ => Ok(()),
+        })?;
+        path
+    };
+    let mut response = apply_txn(txn, req, &mut path.into_iter())?;
+    response.header = Some(ResponseHeader {
+        revision: txn.rev(),
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+/// Which branch each txn takes, depth first: the outer txn, then the nested
+/// txns of its chosen branch in order.
+fn compare_path<H: History>(view: &View<'_, H>, req: &TxnRequest) -> Result<Vec<bool>, Error> {
+    let mut succeeded = true;
+    for c in &req.compare {
+        if !compare_holds(view, c)? {
+            succeeded = false;
+            break;
+        }
+    }
+    let mut path = vec![succeeded];
+    for op in branch(req, succeeded) {
+        if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
+            path.extend(compare_path(view, nested)?);
+        }
+    }
+    Ok(path)
+}
+
+fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
+    if succeeded {
+        &req.success
+    } else {
+        &req.failure
+    }
+}
+
+type OpCheck<'c, H> = dyn Fn(&View<'_, H>, &request_op::Request) -> Result<(), Error> + 'c;
+
+fn check_branches<H: History>(
+    view: &View<'_, H>,
+    req: &TxnRequest,
+    path: &mut impl Iterator<Item = bool>,
+    check: &OpCheck<'_, H>,
+) -> Result<(), Error> {
+    let succeeded = path.next().unwrap_or(true);
+    for op in branch(req, succeeded) {
+        match &op.request {
+            Some(request_op::Request::RequestTxn(nested)) => {
+                check_branches(view, nested, path, check)?
+            }
+            Some(other) => check(view, other)?,
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+fn apply_txn(
+    txn: &mut WriteTxn<'_, '_>,
+    req: &TxnRequest,
+    path: &mut impl Iterator<Item = bool>,
+) -> Result<TxnResponse, Error> {
+    let succeeded = path.next().unwrap_or(true);
+    let mut responses = Vec::new();
+    for op in branch(req, succeeded) {
+        let response = match &op.request {
+            Some(request_op::Request::RequestRange(r)) => {
+                Some(response_op::Response::ResponseRange(range(&txn.view(), r)?))
+            }
+            Some(request_op::Request::RequestPut(p)) => {
+                Some(response_op::Response::ResponsePut(put(txn, p)?))
+            }
+            Some(request_op::Request::RequestDeleteRange(d)) => Some(
+                response_op::Response::ResponseDeleteRange(delete_range(txn, d)?),
+            ),
+            Some(request_op::Request::RequestTxn(nested)) => {
+                let mut nested_response = apply_txn(txn, nested, path)?;
+                // Nested txn responses carry an empty header in etcd.
+                nested_response.header = Some(ResponseHeader::default());
+                Some(response_op::Response::ResponseTxn(nested_response))
+            }
+            None => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    Ok(TxnResponse {
+        header: None,
+        succeeded,
+        responses,
+    })
+}
+
+/// etcd's compare: every key of the range must satisfy it; a range with no
+/// key compares against an empty key-value, except that a value compare fails.
+fn compare_holds<H: History>(view: &View<'_, H>, c: &Compare) -> Result<bool, Error> {
+    let range = KeyRange::new(&c.key, &c.range_end);
+    let kvs = match view.range_keys(&range, 0, 0, false) {
+        Ok(result) => result.kvs,
+        Err(Error::Compacted | Error::FutureRevision) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let target = compare::CompareTarget::try_from(c.target).ok();
+    if kvs.is_empty() {
+        if target == Some(compare::CompareTarget::Value) {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, target, &Default::default()));
+    }
+    Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
+}
+
+fn compare_kv(
+    c: &Compare,
+    target: Option<compare::CompareTarget>,
+    kv: &rollcall_proto::mvccpb::KeyValue,
+) -> bool {
+    use compare::{CompareResult, CompareTarget, TargetUnion};
+    let ordering = match target {
+        Some(CompareTarget::Value) => {
+            let wanted = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v.as_ref(),
+                _ => &[],
+            };
+            kv.value.as_ref().cmp(wanted)
+        }
+        Some(CompareTarget::Create) => kv.create_revision.cmp(&match c.target_union {
+            Some(TargetUnion::CreateRevision(v)) => v,
+            _ => 0,
+        }),
+        Some(CompareTarget::Mod) => kv.mod_revision.cmp(&match c.target_union {
+            Some(TargetUnion::ModRevision(v)) => v,
+            _ => 0,
+        }),
+        Some(CompareTarget::Version) => kv.version.cmp(&match c.target_union {
+            Some(TargetUnion::Version(v)) => v,
+            _ => 0,
+        }),
+        Some(CompareTarget::Lease) => kv.lease.cmp(&match c.target_union {
+            Some(TargetUnion::Lease(v)) => v,
+            _ => 0,
+        }),
+        None => std::cmp::Ordering::Equal,
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ordering.is_eq(),
+        Ok(CompareResult::NotEqual) => ordering.is_ne(),
+        Ok(CompareResult::Greater) => ordering.is_gt(),
+        Ok(CompareResult::Less) => ordering.is_lt(),
+        Err(_) => true,
+    }
+}
+
+/// True when no operation of the txn, in any branch at any depth, writes.
+pub fn is_read_only(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(request_op::Request::RequestRange(_)) | None => true,
+            Some(request_op::Request::RequestTxn(nested)) => is_read_only(nested),
+            Some(_) => false,
+        })
+}
+
+/// Evaluates a txn that only reads against a snapshot view.
+pub fn read_only_txn<H: History>(
+    view: &View<'_, H>,
+    req: &TxnRequest,
+) -> Result<TxnResponse, Error> {
+    let path = compare_path(view, req)?;
+    check_branches(view, req, &mut path.iter().copied(), &|v, op| match op {
+        request_op::Request::RequestRange(r) if r.revision != 0 => v.resolve(r.revision).map(drop),
+        _ => Ok(()),
+    })?;
+    let mut response = read_txn(view, req, &mut path.into_iter())?;
+    response.header = Some(ResponseHeader {
+        revision: view.rev,
+        ..Default::default()
+    });
+    Ok(response)
+}
+
+fn read_txn<H: History>(
+    view: &View<'_, H>,
+    req: &TxnRequest,
+    path: &mut impl Iterator<Item = bool>,
+) -> Result<TxnResponse, Error> {
+    let succeeded = path.next().unwrap_or(true);
+    let mut responses = Vec::new();
+    for op in branch(req, succeeded) {
+        let response = match &op.request {
+            Some(request_op::Request::RequestRange(r)) => {
+                Some(response_op::Response::ResponseRange(range(view, r)?))
+            }
+            Some(request_op::Request::RequestTxn(nested)) => {
+                let mut nested_response = read_txn(view, nested, path)?;
+                nested_response.header = Some(ResponseHeader::default());
+                Some(response_op::Response::ResponseTxn(nested_response))
+            }
+            _ => None,
+        };
+        responses.push(ResponseOp { response });
+    }
+    Ok(TxnResponse {
+        header: None,
+        succeeded,
+        responses,
+    })
+}

@@ -1,0 +1,87 @@
+//! Every tunable of `rollcall serve`, with the defaults a newcomer can run
+//! with (etcd's, where etcd has the same flag).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// etcd's default request limit: 1.5 MiB.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// gRPC framing allowance on top of the request limit, as etcd allows, so a
+/// request slightly too large gets etcd's "request is too large" error
+/// rather than a transport error.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Directory of the member's database (created if missing).
+    #[arg(long, env = "ROLLCALL_DATA_DIR", default_value = "./rollcall.data")]
+    pub data_dir: PathBuf,
+
+    /// Comma-separated URLs to serve clients on (http only for now).
+    #[arg(
+        long,
+        env = "ROLLCALL_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ','
+    )]
+    pub listen_client_urls: Vec<String>,
+
+    /// Human-readable name of this member.
+    #[arg(long, env = "ROLLCALL_NAME", default_value = "default")]
+    pub name: String,
+
+    /// Largest write request accepted, in bytes.
+    #[arg(long, env = "ROLLCALL_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+
+    /// Most operations in each of a txn's compare, success and failure lists.
+    #[arg(long, env = "ROLLCALL_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0}: only http:// client URLs are supported")]
+    Scheme(String),
+    #[error("{0}: expected http://HOST:PORT with an IP address host")]
+    Address(String),
+}
+
+/// Parses `http://IP:PORT` into the address to bind.
+pub fn parse_listen_url(url: &str) -> Result<SocketAddr, UrlError> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
+    let authority = rest.trim_end_matches('/');
+    let authority = authority.replace("localhost", "127.0.0.1");
+    authority
+        .parse()
+        .map_err(|_| UrlError::Address(url.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_listen_urls() {
+        assert_eq!(
+            parse_listen_url("http://127.0.0.1:2379").ok(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 2379)))
+        );
+        assert_eq!(
+            parse_listen_url("http://localhost:1/").ok(),
+            Some(SocketAddr::from(([127, 0, 0, 1], 1)))
+        );
+        assert!(matches!(
+            parse_listen_url("https://127.0.0.1:1"),
+            Err(UrlError::Scheme(_))
+        ));
+        assert!(matches!(
+            parse_listen_url("http://example:1"),
+            Err(UrlError::Address(_))
+        ));
+    }
+}

@@ -1,0 +1,98 @@
+//! The in-memory key index (etcd's `treeIndex`): every key's revision history,
+//! ordered by key, so a range read at any revision finds the revisions to
+//! fetch without scanning the history table.
+//!
+//! It holds revisions only; values stay in redb. The applier is its only
+//! writer and may add revisions above the committed revision before it
+//! commits: readers never look above the committed revision, so those entries
+//! are invisible to them until the commit that makes them real.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use super::key_index::{KeyAt, KeyIndex};
+use super::key_range::KeyRange;
+use super::revision::Revision;
+
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    keys: BTreeMap<Bytes, KeyIndex>,
+}
+
+impl TreeIndex {
+    pub fn put(&mut self, key: &Bytes, rev: Revision) {
+        self.keys.entry(key.clone()).or_default().put(rev);
+    }
+
+    /// Restores a key from its oldest surviving record during start-up.
+    pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, version: i64) {
+        match self.keys.get_mut(key) {
+            Some(ki) => ki.put(modified),
+            None => {
+                self.keys
+                    .insert(key.clone(), KeyIndex::restored(created, modified, version));
+            }
+        }
+    }
+
+    /// Marks `key` deleted at `rev`; false when it was not live.
+    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+    }
+
+    pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
+        self.keys.get(key).and_then(|ki| ki.get(at))
+    }
+
+    /// Visits the keys of `range` alive at revision `at`, in key order, until
+    /// `visit` returns false.
+    pub fn visit(&self, range: &KeyRange, at: i64, mut visit: impl FnMut(&Bytes, KeyAt) -> bool) {
+        match range {
+            KeyRange::Single(key) => {
+                if let Some((k, ki)) = self.keys.get_key_value(key.as_ref())
+                    && let Some(found) = ki.get(at)
+                {
+                    visit(k, found);
+                }
+            }
+            KeyRange::Span { start, end } => {
+                let upper = match end {
+                    Some(end) if end <= start => return,
+                    Some(end) => Bound::Excluded(end.as_ref()),
+                    None => Bound::Unbounded,
+                };
+                let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Included(start.as_ref()), upper);
+                for (k, ki) in self.keys.range::<[u8], _>(bounds) {
+                    if let Some(found) = ki.get(at)
+                        && !visit(k, found)
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The live keys of `range` at revision `at`.
+    pub fn live_keys(&self, range: &KeyRange, at: i64) -> Vec<(Bytes, KeyAt)> {
+        let mut out = Vec::new();
+        self.visit(range, at, |k, found| {
+            out.push((k.clone(), found));
+            true
+        });
+        out
+    }
+
+    /// Compacts every key at `at`; returns the revisions at or below `at` that
+    /// the history table must keep.
+    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
+        let mut keep = HashSet::new();
+        self.keys.retain(|_, ki| {
+            ki.compact(at, &mut keep);
+            !ki.is_empty()
+        });
+        keep
+    }
+}

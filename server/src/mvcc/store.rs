@@ -1,0 +1,183 @@
+//! The committed state shared by readers and the applier: the redb database,
+//! the key index, the committed and compact revisions.
+//!
+//! Invariants, enforced here and in `proposer.rs`:
+//! * `Committed::rev` is published only after the redb commit that made it
+//!   durable, so a reader never asks redb for a revision it cannot see;
+//! * the index may hold revisions above `Committed::rev` (the applier's batch
+//!   in flight); reads are bounded by `Committed::rev` and never see them;
+//! * a compaction prunes the index and publishes `compact_rev` under the write
+//!   lock *before* deleting history, and readers begin their redb snapshot
+//!   while holding the read lock, so no reader can see pruned history through
+//!   an unpruned index.
+
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
+
+use super::index::TreeIndex;
+use super::record::Record;
+use super::revision::Revision;
+use super::view::View;
+use crate::error::Error;
+use crate::storage::{self, HISTORY, META, MetaKey};
+
+/// What readers may see, guarded by one lock.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub index: TreeIndex,
+    /// The newest durable revision.
+    pub rev: i64,
+    /// Reads below this fail as compacted; -1 before any compaction.
+    pub compact_rev: i64,
+}
+
+/// The identities and counters read at start-up.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub cluster_id: u64,
+    pub member_id: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub db: Arc<Database>,
+    committed: Arc<RwLock<Committed>>,
+    pub identity: Identity,
+    path: std::path::PathBuf,
+}
+
+impl Store {
+    /// Opens the store under `data_dir`, rebuilding the key index from history
+    /// and finishing a compaction a crash may have interrupted.
+    pub fn open(data_dir: &Path) -> Result<Self, Error> {
+        let db = storage::open(data_dir)?;
+        let identity = ensure_identity(&db)?;
+        let rev = storage::read_meta(&db, MetaKey::CurrentRevision)?.unwrap_or(1);
+        let compact_rev = storage::read_meta(&db, MetaKey::CompactRevisionPlusOne)?
+            .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX) - 1);
+        let mut committed = Committed {
+            index: rebuild_index(&db)?,
+            rev: i64::try_from(rev).unwrap_or(i64::MAX),
+            compact_rev,
+        };
+        if compact_rev >= 0 {
+            let keep = committed.index.compact(compact_rev);
+            delete_compacted(&db, compact_rev, &keep)?;
+        }
+        Ok(Self {
+            db: Arc::new(db),
+            committed: Arc::new(RwLock::new(committed)),
+            identity,
+            path: data_dir.join(storage::DB_FILE),
+        })
+    }
+
+    /// Runs `f` on a consistent view of the newest committed revision.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&View<'_, ReadOnlyTable<(i64, i64), &'static [u8]>>) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        let committed = self.read_committed();
+        // Begun under the lock: see the module invariants.
+        let txn = self.db.begin_read()?;
+        let history = txn.open_table(HISTORY)?;
+        let view = View {
+            index: &committed.index,
+            history: &history,
+            rev: committed.rev,
+            compact_rev: committed.compact_rev,
+        };
+        f(&view)
+    }
+
+    pub fn current_rev(&self) -> i64 {
+        self.read_committed().rev
+    }
+
+    pub fn read_committed(&self) -> RwLockReadGuard<'_, Committed> {
+        // A panic while holding the lock cannot leave the index half-written
+        // in a way readers could observe past `rev`; keep serving.
+        self.committed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn write_committed(&self) -> RwLockWriteGuard<'_, Committed> {
+        self.committed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Size of the database file in bytes.
+    pub fn db_size(&self) -> i64 {
+        std::fs::metadata(&self.path).map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX))
+    }
+
+    pub fn meta(&self, key: MetaKey) -> Result<Option<u64>, Error> {
+        storage::read_meta(&self.db, key)
+    }
+}
+
+/// Picks the cluster and member identities on first start; they never change.
+fn ensure_identity(db: &Database) -> Result<Identity, Error> {
+    let txn = db.begin_write()?;
+    let identity = {
+        let mut meta = txn.open_table(META)?;
+        let mut get_or_init = |key: MetaKey| -> Result<u64, Error> {
+            if let Some(v) = meta.get(key.as_str())? {
+                return Ok(v.value());
+            }
+            // Zero means "unset" in etcd headers: never choose it.
+            let id = rand::random::<u64>().max(1);
+            meta.insert(key.as_str(), id)?;
+            Ok(id)
+        };
+        Identity {
+            cluster_id: get_or_init(MetaKey::ClusterId)?,
+            member_id: get_or_init(MetaKey::MemberId)?,
+        }
+    };
+    txn.commit()?;
+    Ok(identity)
+}
+
+/// Replays history in revision order into a fresh key index.
+fn rebuild_index(db: &Database) -> Result<TreeIndex, Error> {
+    let txn = db.begin_read()?;
+    let history = txn.open_table(HISTORY)?;
+    let mut index = TreeIndex::default();
+    for entry in history.iter()? {
+        let (k, v) = entry?;
+        let key = k.value();
+        let rev = Revision::new(key.0, key.1);
+        match Record::decode(key, v.value())? {
+            Record::Put(kv) => {
+                let created = Revision::new(kv.create_revision, 0);
+                index.restore(&kv.key, created, rev, kv.version);
+            }
+            Record::Tombstone(kv) => {
+                index.tombstone(&kv.key, rev);
+            }
+        }
+    }
+    Ok(index)
+}
+
+/// Physically removes history at or below `compact_rev` except `keep`.
+pub fn delete_compacted(
+    db: &Database,
+    compact_rev: i64,
+    keep: &std::collections::HashSet<Revision>,
+) -> Result<(), Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut history = txn.open_table(HISTORY)?;
+        history.retain_in(..=(compact_rev, i64::MAX), |k, _| {
+            keep.contains(&Revision::new(k.0, k.1))
+        })?;
+    }
+    txn.commit()?;
+    Ok(())
+}

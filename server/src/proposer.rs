@@ -1,0 +1,151 @@
+//! The single writer. Every mutation is a [`Command`] handed to the
+//! [`Proposer`]; one applier thread drains whatever is queued, applies it in
+//! order inside ONE redb write transaction, commits once (one fsync for the
+//! whole batch: group commit), publishes the new committed revision, and only
+//! then answers each caller. An acknowledged write is therefore durable.
+//!
+//! On a single member the proposer hands commands straight to the applier; in
+//! a cluster it will append them to the replicated log first, with the same
+//! applier behind it.
+
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableTable};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::apply::{self, Applied, Command};
+use crate::error::Error;
+use crate::mvcc::store::delete_compacted;
+use crate::mvcc::{Store, WriteTxn};
+use crate::storage::{HISTORY, META, MetaKey};
+
+/// Most commands applied in one transaction; bounds the latency a caller can
+/// wait behind others and the memory a batch holds.
+const MAX_BATCH: usize = 1024;
+
+struct Proposal {
+    command: Command,
+    reply: oneshot::Sender<Result<Applied, Error>>,
+}
+
+/// Hands commands to the applier and waits for their durable result.
+#[derive(Clone)]
+pub struct Proposer {
+    tx: mpsc::Sender<Proposal>,
+}
+
+impl Proposer {
+    /// Starts the applier thread over `store`. The thread ends when every
+    /// `Proposer` clone is dropped, or on a storage error it cannot recover
+    /// from; its handle then yields that error.
+    pub fn start(store: Store) -> (Self, JoinHandle<Result<(), Error>>) {
+        let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let handle = std::thread::Builder::new()
+            .name("rollcall-applier".into())
+            .spawn(move || Applier { store, rx }.run())
+            .unwrap_or_else(|e| panic!("cannot spawn the applier thread: {e}"));
+        (Self { tx }, handle)
+    }
+
+    pub async fn propose(&self, command: Command) -> Result<Applied, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Proposal { command, reply })
+            .await
+            .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+}
+
+struct Applier {
+    store: Store,
+    rx: mpsc::Receiver<Proposal>,
+}
+
+impl Applier {
+    fn run(mut self) -> Result<(), Error> {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = self.rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.apply_batch(&mut batch) {
+                tracing::error!(error = %e, "storage failure in the applier; stopping writes");
+                for proposal in batch.drain(..) {
+                    let _ = proposal.reply.send(Err(Error::Stopped));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies, commits and answers one batch. An `Err` is a storage failure:
+    /// the in-memory index may then be ahead of the disk, so the caller stops.
+    fn apply_batch(&self, batch: &mut Vec<Proposal>) -> Result<(), Error> {
+        let db: &Database = &self.store.db;
+        let txn = db.begin_write()?;
+        let mut results = Vec::with_capacity(batch.len());
+        let (rev, compact_rev, compaction) = {
+            let mut history = txn.open_table(HISTORY)?;
+            let mut meta = txn.open_table(META)?;
+            let mut committed = self.store.write_committed();
+            let mut rev = committed.rev;
+            let mut compact_rev = committed.compact_rev;
+            let mut compaction = None;
+            for proposal in batch.iter() {
+                let mut write = WriteTxn {
+                    index: &mut committed.index,
+                    history: &mut history,
+                    begin_rev: rev,
+                    compact_rev,
+                    changes: Vec::new(),
+                };
+                let result = apply::apply(&mut write, &proposal.command);
+                rev = write.rev();
+                compact_rev = write.compact_rev;
+                match &result {
+                    Err(Error::Storage(_) | Error::CorruptRecord { .. }) => {
+                        return Err(result.err().unwrap_or(Error::Stopped));
+                    }
+                    Ok(Applied::Compact(_, at)) => compaction = Some(*at),
+                    _ => {}
+                }
+                results.push(result);
+            }
+            let applied = meta
+                .get(MetaKey::AppliedIndex.as_str())?
+                .map_or(0, |v| v.value());
+            meta.insert(MetaKey::AppliedIndex.as_str(), applied + batch.len() as u64)?;
+            meta.insert(
+                MetaKey::CurrentRevision.as_str(),
+                u64::try_from(rev).unwrap_or(0),
+            )?;
+            meta.insert(
+                MetaKey::CompactRevisionPlusOne.as_str(),
+                u64::try_from(compact_rev + 1).unwrap_or(0),
+            )?;
+            (rev, compact_rev, compaction)
+        };
+        txn.commit()?;
+
+        let keep = {
+            let mut committed = self.store.write_committed();
+            committed.rev = rev;
+            committed.compact_rev = compact_rev;
+            compaction.map(|at| committed.index.compact(at))
+        };
+        if let (Some(at), Some(keep)) = (compaction, keep) {
+            // Logically compacted already (durable above); this only frees space.
+            delete_compacted(db, at, &keep)?;
+        }
+        for (proposal, result) in batch.drain(..).zip(results) {
+            let _ = proposal.reply.send(result);
+        }
+        Ok(())
+    }
+}

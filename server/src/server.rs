@@ -1,0 +1,112 @@
+//! The composition root: open the store, start the applier, build the gRPC
+//! services, serve the given listeners until shutdown.
+
+use std::future::Future;
+
+use rollcall_proto::etcdserverpb::cluster_server::ClusterServer;
+use rollcall_proto::etcdserverpb::kv_server::KvServer;
+use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::cluster::ClusterService;
+use crate::api::header::HeaderFiller;
+use crate::api::kv::KvService;
+use crate::api::maintenance::MaintenanceService;
+use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
+use crate::error::Error;
+use crate::mvcc::Store;
+use crate::proposer::Proposer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] Error),
+    #[error("gRPC transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("the applier stopped: {0}")]
+    Applier(String),
+}
+
+/// Serves clients on `listeners` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish and waits for the applier.
+pub async fn run(
+    config: ServeConfig,
+    listeners: Vec<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let store = Store::open(&config.data_dir)?;
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        revision = store.current_rev(),
+        cluster_id = format_args!("{:x}", store.identity.cluster_id),
+        member_id = format_args!("{:x}", store.identity.member_id),
+        "store opened"
+    );
+    let (proposer, applier) = Proposer::start(store.clone());
+
+    let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(KvService::new(
+        store.clone(),
+        proposer.clone(),
+        config.max_request_bytes,
+        config.max_txn_ops,
+    ))
+    .max_decoding_message_size(max_message)
+    .max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(MaintenanceService::new(store.clone()));
+    let client_urls = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| format!("http://{a}"))
+        .collect();
+    let cluster = ClusterServer::new(ClusterService::new(
+        HeaderFiller::new(store.clone()),
+        config.name.clone(),
+        client_urls,
+    ));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let addr = listener.local_addr().ok();
+        let mut stop = stop_rx.clone();
+        let router = tonic::transport::Server::builder()
+            .add_service(kv.clone())
+            .add_service(maintenance.clone())
+            .add_service(cluster.clone());
+        tracing::info!(address = ?addr, "ready to serve client requests");
+        servers.spawn(router.serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            },
+        ));
+    }
+
+    tokio::pin!(shutdown);
+    let served = tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutting down");
+            None
+        }
+        Some(result) = servers.join_next() => Some(result),
+    };
+    let _ = stop_tx.send(true);
+    while servers.join_next().await.is_some() {}
+    // Dropping the last proposer ends the applier after its current batch.
+    drop((kv, maintenance, cluster, proposer));
+    let applied = tokio::task::spawn_blocking(move || applier.join())
+        .await
+        .map_err(|e| ServeError::Applier(e.to_string()))?;
+    match applied {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ServeError::Store(e)),
+        Err(_) => return Err(ServeError::Applier("panicked".into())),
+    }
+    match served {
+        Some(Ok(Err(e))) => Err(e.into()),
+        Some(Err(e)) => Err(ServeError::Applier(e.to_string())),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,37 @@
+//! redb access: opening the member's database file and the typed tables that
+//! live in it. Only the applier writes (see `apply`); everyone else reads
+//! through snapshot read transactions.
+
+pub mod schema;
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase};
+
+use crate::error::Error;
+pub use schema::{HISTORY, META, MetaKey};
+
+/// File name of the database inside `--data-dir`.
+pub const DB_FILE: &str = "rollcall.redb";
+
+/// Opens (or creates) the database under `data_dir` and makes sure every table
+/// exists, so read transactions never see a missing table.
+pub fn open(data_dir: &Path) -> Result<Database, Error> {
+    std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let db = Database::create(data_dir.join(DB_FILE))?;
+    let txn = db.begin_write()?;
+    txn.open_table(HISTORY)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+/// Reads one meta value from a read transaction's view.
+pub fn read_meta(db: &Database, key: MetaKey) -> Result<Option<u64>, Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    Ok(table.get(key.as_str())?.map(|v| v.value()))
+}

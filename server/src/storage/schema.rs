@@ -1,0 +1,44 @@
+//! Every table and meta key rollcall keeps in redb, declared in one place.
+//!
+//! * `history`: `(main, sub)` revision → one encoded [`crate::mvcc::Record`]
+//!   (a put's full key-value or a delete's tombstone). It is the ground truth:
+//!   the in-memory key index is rebuilt from it on start, historical reads and
+//!   (later) watch replay read it. Compaction removes what no read at or above
+//!   the compact revision can see.
+//! * `meta`: counters written in the same transaction as the data they
+//!   describe, so a crash never separates them.
+
+use redb::TableDefinition;
+
+/// Revision `(main, sub)` → encoded record.
+pub const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history");
+
+/// Named counters and identities.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The keys of the `meta` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaKey {
+    /// The store's current revision (also when its last write was compacted away).
+    CurrentRevision,
+    /// The revision of the last compaction, plus one (0 = never compacted), so
+    /// that etcd's initial compact revision of -1 fits an unsigned cell.
+    CompactRevisionPlusOne,
+    /// Number of commands applied: the raft index a single member reports.
+    AppliedIndex,
+    /// Random identities chosen when the member first starts.
+    ClusterId,
+    MemberId,
+}
+
+impl MetaKey {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CurrentRevision => "current_revision",
+            Self::CompactRevisionPlusOne => "compact_revision_plus_one",
+            Self::AppliedIndex => "applied_index",
+            Self::ClusterId => "cluster_id",
+            Self::MemberId => "member_id",
+        }
+    }
+}
