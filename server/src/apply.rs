@@ -5,15 +5,18 @@
 //! A command is checked completely against the state before it changes
 //! anything, so a refused command leaves no partial effect behind.
 
+use redb::Table;
 use rollcall_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    PutRequest, PutResponse, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest,
-    TxnResponse, compare, request_op, response_op,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op,
 };
 
 use crate::error::Error;
+use crate::lease::LeaseTable;
 use crate::mvcc::view::History;
-use crate::mvcc::{KeyRange, View, WriteTxn};
+use crate::mvcc::{KeyRange, Record, View, WriteTxn};
 
 /// A mutation of the replicated state.
 #[derive(Debug, Clone)]
@@ -22,6 +25,10 @@ pub enum Command {
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
     Compact(CompactionRequest),
+    /// Grant with the id and TTL already decided (the proposer side picks a
+    /// free id and applies the TTL bounds, so applying reads no randomness).
+    LeaseGrant(LeaseGrantRequest),
+    LeaseRevoke(LeaseRevokeRequest),
 }
 
 /// The answer to a command; `header.revision` is set, the rest of the header
@@ -33,21 +40,82 @@ pub enum Applied {
     Txn(TxnResponse),
     /// A compaction to perform on the index and history after the commit.
     Compact(CompactionResponse, i64),
+    LeaseGrant(LeaseGrantResponse),
+    /// The revoked lease's id, for the lessor to forget.
+    LeaseRevoke(LeaseRevokeResponse, i64),
 }
 
-/// Applies one command to `txn`.
-pub fn apply(txn: &mut WriteTxn<'_, '_>, command: &Command) -> Result<Applied, Error> {
+/// The lease table and its redb table, changed together.
+pub struct Leases<'a, 't> {
+    pub table: &'a mut LeaseTable,
+    pub persisted: &'a mut Table<'t, i64, i64>,
+}
+
+/// Applies one command to `txn` and keeps lease attachments in step with the
+/// keys it wrote.
+pub fn apply(
+    txn: &mut WriteTxn<'_, '_>,
+    leases: &mut Leases<'_, '_>,
+    command: &Command,
+) -> Result<Applied, Error> {
+    let result = apply_command(txn, leases, command);
+    for change in &txn.changes {
+        match change {
+            Record::Put(kv) => leases.table.attach(&kv.key, kv.lease),
+            Record::Tombstone(kv) => leases.table.detach(&kv.key),
+        }
+    }
+    result
+}
+
+fn apply_command(
+    txn: &mut WriteTxn<'_, '_>,
+    leases: &mut Leases<'_, '_>,
+    command: &Command,
+) -> Result<Applied, Error> {
     match command {
         Command::Put(req) => {
             // Outside a txn etcd looks the lease up before the previous key.
-            if req.lease != 0 && !lease_exists(req.lease) {
+            if req.lease != 0 && !leases.table.contains(req.lease) {
                 return Err(Error::LeaseNotFound);
             }
-            check_put(&txn.view(), req)?;
+            check_put(&txn.view(), leases.table, req)?;
             put(txn, req).map(Applied::Put)
         }
+        Command::LeaseGrant(req) => {
+            if !leases.table.grant(req.id, req.ttl) {
+                return Err(Error::LeaseExists);
+            }
+            leases.persisted.insert(req.id, req.ttl)?;
+            Ok(Applied::LeaseGrant(LeaseGrantResponse {
+                header: Some(ResponseHeader {
+                    revision: txn.rev(),
+                    ..Default::default()
+                }),
+                id: req.id,
+                ttl: req.ttl,
+                error: String::new(),
+            }))
+        }
+        Command::LeaseRevoke(req) => {
+            let keys = leases.table.revoke(req.id).ok_or(Error::LeaseNotFound)?;
+            leases.persisted.remove(req.id)?;
+            // All of the lease's keys go in one revision, in key order.
+            for key in keys {
+                txn.delete_range(&KeyRange::Single(key))?;
+            }
+            Ok(Applied::LeaseRevoke(
+                LeaseRevokeResponse {
+                    header: Some(ResponseHeader {
+                        revision: txn.rev(),
+                        ..Default::default()
+                    }),
+                },
+                req.id,
+            ))
+        }
         Command::DeleteRange(req) => delete_range(txn, req).map(Applied::DeleteRange),
-        Command::Txn(req) => apply_txn_request(txn, req).map(Applied::Txn),
+        Command::Txn(req) => apply_txn_request(txn, leases.table, req).map(Applied::Txn),
         Command::Compact(req) => {
             if req.revision <= txn.compact_rev {
                 return Err(Error::Compacted);
@@ -70,20 +138,18 @@ pub fn apply(txn: &mut WriteTxn<'_, '_>, command: &Command) -> Result<Applied, E
 
 /// The checks etcd makes against the state before a put: the previous key
 /// must exist for `ignore_value`/`ignore_lease`, the lease must exist.
-fn check_put<H: History>(view: &View<'_, H>, req: &PutRequest) -> Result<(), Error> {
+fn check_put<H: History>(
+    view: &View<'_, H>,
+    leases: &LeaseTable,
+    req: &PutRequest,
+) -> Result<(), Error> {
     if (req.ignore_value || req.ignore_lease) && view.get(&req.key)?.is_none() {
         return Err(Error::KeyNotFound);
     }
-    if req.lease != 0 && !lease_exists(req.lease) {
+    if req.lease != 0 && !leases.contains(req.lease) {
         return Err(Error::LeaseNotFound);
     }
     Ok(())
-}
-
-/// Whether lease `id` is granted. No lease can be granted until the Lease
-/// service exists, so every lease is unknown.
-fn lease_exists(_id: i64) -> bool {
-    false
 }
 
 fn put(txn: &mut WriteTxn<'_, '_>, req: &PutRequest) -> Result<PutResponse, Error> {
@@ -141,20 +207,19 @@ fn range<H: History>(
 /// Evaluates a txn: every compare (nested ones too) is evaluated against the
 /// state before the txn, every chosen operation is checked, then the chosen
 /// branch is applied.
-fn apply_txn_request(txn: &mut WriteTxn<'_, '_>, req: &TxnRequest) -> Result<TxnResponse, Error> {
+fn apply_txn_request(
+    txn: &mut WriteTxn<'_, '_>,
+    leases: &LeaseTable,
+    req: &TxnRequest,
+) -> Result<TxnResponse, Error> {
     let path = {
         let view = txn.view();
         let path = compare_path(&view, req)?;
         check_branches(&view, req, &mut path.iter().copied(), &|v, op| match op {
-            request_op::Request::RequestPut(p) => check_put(v, p),
+            request_op::Request::RequestPut(p) => check_put(v, leases, p),
             _ => Ok(()),
         })?;
-        check_branches(&view, req, &mut path.iter().copied(), &|v, op| match op {
-            request_op::Request::RequestRange(r) if r.revision != 0 => {
-                v.resolve(r.revision).map(drop)
-            }
-            _ => Ok(()),
-        })?;
+        check_branches(&view, req, &mut path.iter().copied(), &check_range_revision)?;
         path
     };
     let mut response = apply_txn(txn, req, &mut path.into_iter())?;
@@ -182,6 +247,19 @@ fn compare_path<H: History>(view: &View<'_, H>, req: &TxnRequest) -> Result<Vec<
         }
     }
     Ok(path)
+}
+
+/// A txn's range at an explicit revision must be readable before anything applies.
+fn check_range_revision<H: History>(
+    view: &View<'_, H>,
+    op: &request_op::Request,
+) -> Result<(), Error> {
+    match op {
+        request_op::Request::RequestRange(r) if r.revision != 0 => {
+            view.resolve(r.revision).map(drop)
+        }
+        _ => Ok(()),
+    }
 }
 
 fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
@@ -326,10 +404,7 @@ pub fn read_only_txn<H: History>(
     req: &TxnRequest,
 ) -> Result<TxnResponse, Error> {
     let path = compare_path(view, req)?;
-    check_branches(view, req, &mut path.iter().copied(), &|v, op| match op {
-        request_op::Request::RequestRange(r) if r.revision != 0 => v.resolve(r.revision).map(drop),
-        _ => Ok(()),
-    })?;
+    check_branches(view, req, &mut path.iter().copied(), &check_range_revision)?;
     let mut response = read_txn(view, req, &mut path.into_iter())?;
     response.header = Some(ResponseHeader {
         revision: view.rev,

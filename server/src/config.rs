@@ -39,6 +39,20 @@ pub struct ServeConfig {
     /// Most operations in each of a txn's compare, success and failure lists.
     #[arg(long, env = "ROLLCALL_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
+
+    /// Shortest lease TTL in seconds; shorter requests are raised to it
+    /// (etcd's is 2 s with its default election timeout).
+    #[arg(long, env = "ROLLCALL_MIN_LEASE_TTL", default_value_t = 2)]
+    pub min_lease_ttl: i64,
+
+    /// How often lease deadlines are checked, in milliseconds.
+    #[arg(long, env = "ROLLCALL_LEASE_CHECK_INTERVAL_MS", default_value_t = 100)]
+    pub lease_check_interval_ms: u64,
+
+    /// Most expired leases revoked per check; bounds how much revoke work
+    /// can queue ahead of client writes when many leases expire at once.
+    #[arg(long, env = "ROLLCALL_LEASE_REVOKE_BATCH", default_value_t = 1000)]
+    pub lease_revoke_batch: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

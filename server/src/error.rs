@@ -26,6 +26,10 @@ pub enum Error {
     FutureRevision,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
     /// The applier has stopped (shutdown or a fatal storage error).
     #[error("etcdserver: server stopped")]
     Stopped,

@@ -15,6 +15,7 @@ pub mod api;
 pub mod apply;
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod mvcc;
 pub mod proposer;
 pub mod server;

@@ -8,16 +8,18 @@
 //! a cluster it will append them to the replicated log first, with the same
 //! applier behind it.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableTable};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::apply::{self, Applied, Command};
+use crate::apply::{self, Applied, Command, Leases};
 use crate::error::Error;
+use crate::lease::Lessor;
 use crate::mvcc::store::delete_compacted;
 use crate::mvcc::{Store, WriteTxn};
-use crate::storage::{HISTORY, META, MetaKey};
+use crate::storage::{HISTORY, LEASES, META, MetaKey};
 
 /// Most commands applied in one transaction; bounds the latency a caller can
 /// wait behind others and the memory a batch holds.
@@ -38,11 +40,11 @@ impl Proposer {
     /// Starts the applier thread over `store`. The thread ends when every
     /// `Proposer` clone is dropped, or on a storage error it cannot recover
     /// from; its handle then yields that error.
-    pub fn start(store: Store) -> (Self, JoinHandle<Result<(), Error>>) {
+    pub fn start(store: Store, lessor: Arc<Lessor>) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let handle = std::thread::Builder::new()
             .name("rollcall-applier".into())
-            .spawn(move || Applier { store, rx }.run())
+            .spawn(move || Applier { store, lessor, rx }.run())
             .unwrap_or_else(|e| panic!("cannot spawn the applier thread: {e}"));
         (Self { tx }, handle)
     }
@@ -59,6 +61,8 @@ impl Proposer {
 
 struct Applier {
     store: Store,
+    /// Told about granted and revoked leases once they are durable.
+    lessor: Arc<Lessor>,
     rx: mpsc::Receiver<Proposal>,
 }
 
@@ -93,7 +97,9 @@ impl Applier {
         let (rev, compact_rev, compaction) = {
             let mut history = txn.open_table(HISTORY)?;
             let mut meta = txn.open_table(META)?;
+            let mut lease_rows = txn.open_table(LEASES)?;
             let mut committed = self.store.write_committed();
+            let committed = &mut *committed;
             let mut rev = committed.rev;
             let mut compact_rev = committed.compact_rev;
             let mut compaction = None;
@@ -105,7 +111,11 @@ impl Applier {
                     compact_rev,
                     changes: Vec::new(),
                 };
-                let result = apply::apply(&mut write, &proposal.command);
+                let mut leases = Leases {
+                    table: &mut committed.leases,
+                    persisted: &mut lease_rows,
+                };
+                let result = apply::apply(&mut write, &mut leases, &proposal.command);
                 rev = write.rev();
                 compact_rev = write.compact_rev;
                 match &result {
@@ -142,6 +152,14 @@ impl Applier {
         if let (Some(at), Some(keep)) = (compaction, keep) {
             // Logically compacted already (durable above); this only frees space.
             delete_compacted(db, at, &keep)?;
+        }
+        let now = tokio::time::Instant::now();
+        for result in &results {
+            match result {
+                Ok(Applied::LeaseGrant(granted)) => self.lessor.start(granted.id, granted.ttl, now),
+                Ok(Applied::LeaseRevoke(_, id)) => self.lessor.forget(*id),
+                _ => {}
+            }
         }
         for (proposal, result) in batch.drain(..).zip(results) {
             let _ = proposal.reply.send(result);

@@ -2,9 +2,12 @@
 //! services, serve the given listeners until shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use rollcall_proto::etcdserverpb::cluster_server::ClusterServer;
 use rollcall_proto::etcdserverpb::kv_server::KvServer;
+use rollcall_proto::etcdserverpb::lease_server::LeaseServer;
 use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -12,9 +15,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::api::cluster::ClusterService;
 use crate::api::header::HeaderFiller;
 use crate::api::kv::KvService;
+use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
 use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
 use crate::error::Error;
+use crate::lease::Lessor;
+use crate::lease::expiry::{self, ExpiryConfig};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 
@@ -43,7 +49,27 @@ pub async fn run(
         member_id = format_args!("{:x}", store.identity.member_id),
         "store opened"
     );
-    let (proposer, applier) = Proposer::start(store.clone());
+    // Every lease starts a full TTL now: a registry outage never expires
+    // healthy services (etcd without checkpointing behaves the same).
+    let lessor = Arc::new(Lessor::default());
+    {
+        let now = tokio::time::Instant::now();
+        let committed = store.read_committed();
+        for (id, ttl) in committed.leases.ids() {
+            lessor.start(id, ttl, now);
+        }
+    }
+    let (proposer, applier) = Proposer::start(store.clone(), lessor.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let expiry = tokio::spawn(expiry::run(
+        lessor.clone(),
+        proposer.clone(),
+        ExpiryConfig {
+            check_interval: Duration::from_millis(config.lease_check_interval_ms.max(1)),
+            max_revokes_per_tick: config.lease_revoke_batch.max(1),
+        },
+        stop_rx.clone(),
+    ));
 
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let kv = KvServer::new(KvService::new(
@@ -55,6 +81,12 @@ pub async fn run(
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(usize::MAX);
     let maintenance = MaintenanceServer::new(MaintenanceService::new(store.clone()));
+    let lease = LeaseServer::new(LeaseService::new(
+        store.clone(),
+        proposer.clone(),
+        lessor,
+        config.min_lease_ttl,
+    ));
     let client_urls = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -66,7 +98,6 @@ pub async fn run(
         client_urls,
     ));
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().ok();
@@ -74,6 +105,7 @@ pub async fn run(
         let router = tonic::transport::Server::builder()
             .add_service(kv.clone())
             .add_service(maintenance.clone())
+            .add_service(lease.clone())
             .add_service(cluster.clone());
         tracing::info!(address = ?addr, "ready to serve client requests");
         servers.spawn(router.serve_with_incoming_shutdown(
@@ -94,8 +126,9 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
+    let _ = expiry.await;
     // Dropping the last proposer ends the applier after its current batch.
-    drop((kv, maintenance, cluster, proposer));
+    drop((kv, maintenance, cluster, lease, proposer));
     let applied = tokio::task::spawn_blocking(move || applier.join())
         .await
         .map_err(|e| ServeError::Applier(e.to_string()))?;

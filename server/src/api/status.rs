@@ -15,7 +15,8 @@ impl From<Error> for Status {
             | Error::TooManyOps
             | Error::DuplicateKey
             | Error::RequestTooLarge => Code::InvalidArgument,
-            Error::Compacted | Error::FutureRevision => Code::OutOfRange,
+            Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
             Error::Stopped => Code::Unavailable,
             Error::Storage(_) | Error::CorruptRecord { .. } | Error::DataDir { .. } => {

@@ -11,7 +11,10 @@
 //!   while holding the read lock, so no reader can see pruned history through
 //!   an unpruned index.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use bytes::Bytes;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
@@ -21,12 +24,15 @@ use super::record::Record;
 use super::revision::Revision;
 use super::view::View;
 use crate::error::Error;
-use crate::storage::{self, HISTORY, META, MetaKey};
+use crate::lease::LeaseTable;
+use crate::storage::{self, HISTORY, LEASES, META, MetaKey};
 
 /// What readers may see, guarded by one lock.
 #[derive(Debug, Default)]
 pub struct Committed {
     pub index: TreeIndex,
+    /// Granted leases and their keys (may run ahead of `rev` like the index).
+    pub leases: LeaseTable,
     /// The newest durable revision.
     pub rev: i64,
     /// Reads below this fail as compacted; -1 before any compaction.
@@ -57,8 +63,10 @@ impl Store {
         let rev = storage::read_meta(&db, MetaKey::CurrentRevision)?.unwrap_or(1);
         let compact_rev = storage::read_meta(&db, MetaKey::CompactRevisionPlusOne)?
             .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX) - 1);
+        let (index, lease_of_key) = rebuild_index(&db)?;
         let mut committed = Committed {
-            index: rebuild_index(&db)?,
+            leases: rebuild_leases(&db, lease_of_key)?,
+            index,
             rev: i64::try_from(rev).unwrap_or(i64::MAX),
             compact_rev,
         };
@@ -143,11 +151,13 @@ fn ensure_identity(db: &Database) -> Result<Identity, Error> {
     Ok(identity)
 }
 
-/// Replays history in revision order into a fresh key index.
-fn rebuild_index(db: &Database) -> Result<TreeIndex, Error> {
+/// Replays history in revision order into a fresh key index; also returns
+/// the lease of every live leased key.
+fn rebuild_index(db: &Database) -> Result<(TreeIndex, HashMap<Bytes, i64>), Error> {
     let txn = db.begin_read()?;
     let history = txn.open_table(HISTORY)?;
     let mut index = TreeIndex::default();
+    let mut lease_of_key = HashMap::new();
     for entry in history.iter()? {
         let (k, v) = entry?;
         let key = k.value();
@@ -156,13 +166,34 @@ fn rebuild_index(db: &Database) -> Result<TreeIndex, Error> {
             Record::Put(kv) => {
                 let created = Revision::new(kv.create_revision, 0);
                 index.restore(&kv.key, created, rev, kv.version);
+                if kv.lease == 0 {
+                    lease_of_key.remove(&kv.key);
+                } else {
+                    lease_of_key.insert(kv.key, kv.lease);
+                }
             }
             Record::Tombstone(kv) => {
                 index.tombstone(&kv.key, rev);
+                lease_of_key.remove(&kv.key);
             }
         }
     }
-    Ok(index)
+    Ok((index, lease_of_key))
+}
+
+/// Loads the granted leases and re-attaches their live keys.
+fn rebuild_leases(db: &Database, lease_of_key: HashMap<Bytes, i64>) -> Result<LeaseTable, Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(LEASES)?;
+    let mut leases = LeaseTable::default();
+    for entry in table.iter()? {
+        let (id, ttl) = entry?;
+        leases.grant(id.value(), ttl.value());
+    }
+    for (key, lease) in lease_of_key {
+        leases.attach(&key, lease);
+    }
+    Ok(leases)
 }
 
 /// Physically removes history at or below `compact_rev` except `keep`.

@@ -9,7 +9,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase};
 
 use crate::error::Error;
-pub use schema::{HISTORY, META, MetaKey};
+pub use schema::{HISTORY, LEASES, META, MetaKey};
 
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "rollcall.redb";
@@ -25,6 +25,7 @@ pub fn open(data_dir: &Path) -> Result<Database, Error> {
     let txn = db.begin_write()?;
     txn.open_table(HISTORY)?;
     txn.open_table(META)?;
+    txn.open_table(LEASES)?;
     txn.commit()?;
     Ok(db)
 }

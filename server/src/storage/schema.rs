@@ -5,6 +5,7 @@
 //!   the in-memory key index is rebuilt from it on start, historical reads and
 //!   (later) watch replay read it. Compaction removes what no read at or above
 //!   the compact revision can see.
+//! * `leases`: the granted leases; written with the keys they affect.
 //! * `meta`: counters written in the same transaction as the data they
 //!   describe, so a crash never separates them.
 
@@ -12,6 +13,10 @@ use redb::TableDefinition;
 
 /// Revision `(main, sub)` → encoded record.
 pub const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("history");
+
+/// Lease id → granted TTL in seconds. Attached keys are not stored twice:
+/// they are the live keys whose record names the lease.
+pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 
 /// Named counters and identities.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

@@ -1,0 +1,203 @@
+//! The Lease service. Grant and revoke are commands; keep-alive and
+//! time-to-live read the lessor's in-memory deadlines (no write, no fsync).
+
+use std::sync::Arc;
+
+use rollcall_proto::etcdserverpb::lease_server::Lease;
+use rollcall_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::header::HeaderFiller;
+use crate::apply::{Applied, Command};
+use crate::error::Error;
+use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::mvcc::Store;
+use crate::proposer::Proposer;
+
+/// Keep-alive responses buffered per stream before the reader is slowed down.
+const KEEPALIVE_BUFFER: usize = 256;
+
+pub struct LeaseService {
+    store: Store,
+    proposer: Proposer,
+    lessor: Arc<Lessor>,
+    header: HeaderFiller,
+    /// Shorter requested TTLs are raised to this (seconds).
+    min_ttl: i64,
+}
+
+impl LeaseService {
+    pub fn new(store: Store, proposer: Proposer, lessor: Arc<Lessor>, min_ttl: i64) -> Self {
+        let header = HeaderFiller::new(store.clone());
+        Self {
+            store,
+            proposer,
+            lessor,
+            header,
+            min_ttl,
+        }
+    }
+
+    /// A positive id no granted lease uses.
+    fn free_id(&self) -> i64 {
+        let committed = self.store.read_committed();
+        loop {
+            let id = rand::random::<i64>() & i64::MAX;
+            if id != 0 && !committed.leases.contains(id) {
+                return id;
+            }
+        }
+    }
+}
+
+fn mismatch() -> Status {
+    Status::internal("applier answered with the wrong response kind")
+}
+
+/// The response stream type tonic's generated trait expects.
+type KeepAliveStream = tonic::codegen::BoxStream<LeaseKeepAliveResponse>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let req = request.into_inner();
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge.into());
+        }
+        let chosen = req.id == 0;
+        // A server-chosen id can collide with a grant in flight: pick again.
+        for _ in 0..8 {
+            let id = if chosen { self.free_id() } else { req.id };
+            let command = Command::LeaseGrant(LeaseGrantRequest {
+                ttl: req.ttl.max(self.min_ttl),
+                id,
+            });
+            match self.proposer.propose(command).await {
+                Ok(Applied::LeaseGrant(mut resp)) => {
+                    self.header.fill(&mut resp.header);
+                    return Ok(Response::new(resp));
+                }
+                Ok(_) => return Err(mismatch()),
+                Err(Error::LeaseExists) if chosen => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::LeaseExists.into())
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let req = request.into_inner();
+        match self.proposer.propose(Command::LeaseRevoke(req)).await? {
+            Applied::LeaseRevoke(mut resp, _) => {
+                self.header.fill(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            _ => Err(mismatch()),
+        }
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<KeepAliveStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
+        let lessor = self.lessor.clone();
+        let header = self.header.clone();
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let reply = match next {
+                    Ok(req) => {
+                        // An unknown or expired lease answers TTL 0, as etcd does.
+                        let ttl = lessor.renew(req.id, Instant::now()).unwrap_or(0);
+                        Ok(LeaseKeepAliveResponse {
+                            header: header.header(),
+                            id: req.id,
+                            ttl,
+                        })
+                    }
+                    Err(status) => Err(status),
+                };
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let found = {
+            let committed = self.store.read_committed();
+            committed.leases.get(req.id).map(|entry| {
+                let keys = if req.keys {
+                    entry.keys.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                (entry.ttl, keys)
+            })
+        };
+        let resp = match found {
+            Some((granted_ttl, keys)) => {
+                let remaining = self
+                    .lessor
+                    .remaining(req.id, Instant::now())
+                    .unwrap_or_default();
+                LeaseTimeToLiveResponse {
+                    header: self.header.header(),
+                    id: req.id,
+                    ttl: i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX),
+                    granted_ttl,
+                    keys,
+                }
+            }
+            // etcd answers an unknown lease with TTL -1 rather than an error.
+            None => LeaseTimeToLiveResponse {
+                header: self.header.header(),
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
+        };
+        Ok(Response::new(resp))
+    }
+
+    async fn lease_leases(
+        &self,
+        _: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = {
+            let committed = self.store.read_committed();
+            committed
+                .leases
+                .ids()
+                .map(|(id, _)| LeaseStatus { id })
+                .collect()
+        };
+        Ok(Response::new(LeaseLeasesResponse {
+            header: self.header.header(),
+            leases,
+        }))
+    }
+}

@@ -1,0 +1,74 @@
+//! The expiry loop: on every tick, take the leases whose deadline passed (at
+//! most a bounded number per tick) and revoke them through the proposer, like
+//! any client revoke. Waiting for one batch before taking the next bounds how
+//! much revoke work can queue ahead of client writes, so ten thousand leases
+//! expiring at once are revoked over a few ticks without stalling the store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rollcall_proto::etcdserverpb::LeaseRevokeRequest;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::Lessor;
+use crate::apply::Command;
+use crate::error::Error;
+use crate::proposer::Proposer;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryConfig {
+    /// How often deadlines are checked.
+    pub check_interval: Duration,
+    /// Most leases revoked per tick.
+    pub max_revokes_per_tick: usize,
+}
+
+/// Runs until `stop` turns true.
+pub async fn run(
+    lessor: Arc<Lessor>,
+    proposer: Proposer,
+    config: ExpiryConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(config.check_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let expired = lessor.take_expired(Instant::now(), config.max_revokes_per_tick);
+        if expired.is_empty() {
+            continue;
+        }
+        tracing::debug!(count = expired.len(), "revoking expired leases");
+        let mut revokes = JoinSet::new();
+        for id in expired {
+            let proposer = proposer.clone();
+            revokes.spawn(async move {
+                let result = proposer
+                    .propose(Command::LeaseRevoke(LeaseRevokeRequest { id }))
+                    .await;
+                (id, result)
+            });
+        }
+        while let Some(joined) = revokes.join_next().await {
+            match joined {
+                // The applier forgets revoked leases itself.
+                Ok((_, Ok(_))) => {}
+                // Revoked by a client meanwhile.
+                Ok((id, Err(Error::LeaseNotFound))) => lessor.forget(id),
+                Ok((id, Err(Error::Stopped))) => {
+                    lessor.retry(id);
+                    return;
+                }
+                Ok((id, Err(e))) => {
+                    tracing::warn!(lease = id, error = %e, "revoking an expired lease failed; will retry");
+                    lessor.retry(id);
+                }
+                Err(e) => tracing::error!(error = %e, "lease revoke task failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Leases: the replicated lease table (which leases exist, their granted TTL,
+//! which keys hang on them) and the lessor, which keeps their deadlines in
+//! memory and turns expiries into revoke commands.
+//!
+//! The split follows DESIGN.md §1: [`table`] changes only when a command is
+//! applied and reads no clock; [`lessor`] and [`expiry`] own time, and what
+//! they decide enters the store only as a `LeaseRevoke` command.
+
+pub mod expiry;
+pub mod lessor;
+pub mod table;
+
+pub use lessor::Lessor;
+pub use table::LeaseTable;
+
+/// etcd's largest lease TTL, in seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
