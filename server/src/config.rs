@@ -53,6 +53,24 @@ pub struct ServeConfig {
     /// can queue ahead of client writes when many leases expire at once.
     #[arg(long, env = "ROLLCALL_LEASE_REVOKE_BATCH", default_value_t = 1000)]
     pub lease_revoke_batch: usize,
+
+    /// Interval of progress notifications to watchers that asked for them,
+    /// in milliseconds (etcd's default: 10 minutes).
+    #[arg(
+        long,
+        env = "ROLLCALL_WATCH_PROGRESS_NOTIFY_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub watch_progress_notify_interval_ms: u64,
+
+    /// Messages queued per watch stream; a stream whose client reads slower
+    /// than that has its watchers catch up from history instead.
+    #[arg(long, env = "ROLLCALL_WATCH_STREAM_BUFFER", default_value_t = 1024)]
+    pub watch_stream_buffer: usize,
+
+    /// Most watchers on this member across all streams.
+    #[arg(long, env = "ROLLCALL_MAX_WATCHERS", default_value_t = 1_000_000)]
+    pub max_watchers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -20,3 +20,4 @@ pub mod mvcc;
 pub mod proposer;
 pub mod server;
 pub mod storage;
+pub mod watch;

@@ -18,8 +18,9 @@ use crate::apply::{self, Applied, Command, Leases};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::mvcc::store::delete_compacted;
-use crate::mvcc::{Store, WriteTxn};
+use crate::mvcc::{Record, Store, WriteTxn};
 use crate::storage::{HISTORY, LEASES, META, MetaKey};
+use crate::watch::WatchHub;
 
 /// Most commands applied in one transaction; bounds the latency a caller can
 /// wait behind others and the memory a batch holds.
@@ -40,11 +41,23 @@ impl Proposer {
     /// Starts the applier thread over `store`. The thread ends when every
     /// `Proposer` clone is dropped, or on a storage error it cannot recover
     /// from; its handle then yields that error.
-    pub fn start(store: Store, lessor: Arc<Lessor>) -> (Self, JoinHandle<Result<(), Error>>) {
+    pub fn start(
+        store: Store,
+        lessor: Arc<Lessor>,
+        hub: Arc<WatchHub>,
+    ) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let handle = std::thread::Builder::new()
             .name("rollcall-applier".into())
-            .spawn(move || Applier { store, lessor, rx }.run())
+            .spawn(move || {
+                Applier {
+                    store,
+                    lessor,
+                    hub,
+                    rx,
+                }
+                .run()
+            })
             .unwrap_or_else(|e| panic!("cannot spawn the applier thread: {e}"));
         (Self { tx }, handle)
     }
@@ -63,6 +76,8 @@ struct Applier {
     store: Store,
     /// Told about granted and revoked leases once they are durable.
     lessor: Arc<Lessor>,
+    /// Told about every committed event before the writers are answered.
+    hub: Arc<WatchHub>,
     rx: mpsc::Receiver<Proposal>,
 }
 
@@ -94,6 +109,7 @@ impl Applier {
         let db: &Database = &self.store.db;
         let txn = db.begin_write()?;
         let mut results = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
         let (rev, compact_rev, compaction) = {
             let mut history = txn.open_table(HISTORY)?;
             let mut meta = txn.open_table(META)?;
@@ -118,6 +134,16 @@ impl Applier {
                 let result = apply::apply(&mut write, &mut leases, &proposal.command);
                 rev = write.rev();
                 compact_rev = write.compact_rev;
+                if !write.changes.is_empty() {
+                    events.push((
+                        rev,
+                        write
+                            .changes
+                            .drain(..)
+                            .map(Record::into_event)
+                            .collect::<Vec<_>>(),
+                    ));
+                }
                 match &result {
                     Err(Error::Storage(_) | Error::CorruptRecord { .. }) => {
                         return Err(result.err().unwrap_or(Error::Stopped));
@@ -152,6 +178,9 @@ impl Applier {
         if let (Some(at), Some(keep)) = (compaction, keep) {
             // Logically compacted already (durable above); this only frees space.
             delete_compacted(db, at, &keep)?;
+        }
+        if !events.is_empty() {
+            self.hub.publish(&events, rev);
         }
         let now = tokio::time::Instant::now();
         for result in &results {

@@ -9,6 +9,7 @@ use rollcall_proto::etcdserverpb::cluster_server::ClusterServer;
 use rollcall_proto::etcdserverpb::kv_server::KvServer;
 use rollcall_proto::etcdserverpb::lease_server::LeaseServer;
 use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use rollcall_proto::etcdserverpb::watch_server::WatchServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -17,12 +18,14 @@ use crate::api::header::HeaderFiller;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
+use crate::api::watch::WatchService;
 use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::lease::expiry::{self, ExpiryConfig};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
+use crate::watch::WatchHub;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -59,7 +62,13 @@ pub async fn run(
             lessor.start(id, ttl, now);
         }
     }
-    let (proposer, applier) = Proposer::start(store.clone(), lessor.clone());
+    let hub = WatchHub::new(
+        store.clone(),
+        store.current_rev(),
+        tokio::runtime::Handle::current(),
+        config.max_watchers,
+    );
+    let (proposer, applier) = Proposer::start(store.clone(), lessor.clone(), hub.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let expiry = tokio::spawn(expiry::run(
         lessor.clone(),
@@ -98,6 +107,18 @@ pub async fn run(
         client_urls,
     ));
 
+    let progress = tokio::spawn(notify_progress(
+        hub.clone(),
+        Duration::from_millis(config.watch_progress_notify_interval_ms.max(1)),
+        stop_rx.clone(),
+    ));
+    let watch = WatchServer::new(WatchService::new(
+        hub,
+        store.clone(),
+        config.watch_stream_buffer,
+        config.max_request_bytes,
+    ))
+    .max_decoding_message_size(max_message);
     let mut servers = tokio::task::JoinSet::new();
     for listener in listeners {
         let addr = listener.local_addr().ok();
@@ -106,6 +127,7 @@ pub async fn run(
             .add_service(kv.clone())
             .add_service(maintenance.clone())
             .add_service(lease.clone())
+            .add_service(watch.clone())
             .add_service(cluster.clone());
         tracing::info!(address = ?addr, "ready to serve client requests");
         servers.spawn(router.serve_with_incoming_shutdown(
@@ -127,8 +149,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
     let _ = expiry.await;
+    let _ = progress.await;
     // Dropping the last proposer ends the applier after its current batch.
-    drop((kv, maintenance, cluster, lease, proposer));
+    drop((kv, maintenance, cluster, lease, watch, proposer));
     let applied = tokio::task::spawn_blocking(move || applier.join())
         .await
         .map_err(|e| ServeError::Applier(e.to_string()))?;
@@ -141,5 +164,21 @@ pub async fn run(
         Some(Ok(Err(e))) => Err(e.into()),
         Some(Err(e)) => Err(ServeError::Applier(e.to_string())),
         _ => Ok(()),
+    }
+}
+
+/// Sends periodic progress notifications until `stop` turns true.
+async fn notify_progress(
+    hub: Arc<WatchHub>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => hub.notify_progress(),
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
     }
 }

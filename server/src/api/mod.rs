@@ -8,3 +8,4 @@ pub mod lease;
 pub mod maintenance;
 pub mod status;
 pub mod validate;
+pub mod watch;

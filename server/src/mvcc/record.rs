@@ -4,7 +4,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
-use rollcall_proto::mvccpb::KeyValue;
+use rollcall_proto::mvccpb::event::EventType;
+use rollcall_proto::mvccpb::{Event, KeyValue};
 
 use crate::error::Error;
 
@@ -21,6 +22,19 @@ impl Record {
     pub fn kv(&self) -> &KeyValue {
         match self {
             Self::Put(kv) | Self::Tombstone(kv) => kv,
+        }
+    }
+
+    /// The watch event this change is.
+    pub fn into_event(self) -> Event {
+        let (kind, kv) = match self {
+            Self::Put(kv) => (EventType::Put, kv),
+            Self::Tombstone(kv) => (EventType::Delete, kv),
+        };
+        Event {
+            r#type: kind as i32,
+            kv: Some(kv),
+            prev_kv: None,
         }
     }
 

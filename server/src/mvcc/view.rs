@@ -190,3 +190,29 @@ impl<H: History> View<'_, H> {
         })
     }
 }
+
+impl<H: History> View<'_, H> {
+    /// History events of `range` with revisions in `[from, to]`, in revision
+    /// order, as watchers receive them (a delete carries the key and the
+    /// delete's revision).
+    pub fn events(
+        &self,
+        range: &KeyRange,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, rollcall_proto::mvccpb::Event)>, Error> {
+        let mut out = Vec::new();
+        if from > to {
+            return Ok(out);
+        }
+        for entry in self.history.range((from, 0)..=(to, i64::MAX))? {
+            let (k, v) = entry?;
+            let key = k.value();
+            let record = Record::decode(key, v.value())?;
+            if range.contains(&record.kv().key) {
+                out.push((key.0, record.into_event()));
+            }
+        }
+        Ok(out)
+    }
+}
