@@ -114,34 +114,44 @@ impl Receiver {
                     break;
                 }
             };
-            match request.request_union {
+            let open = match request.request_union {
                 Some(watch_request::RequestUnion::CreateRequest(create)) => {
-                    if !self.create(create).await {
-                        break;
-                    }
+                    self.create(create).await
                 }
                 Some(watch_request::RequestUnion::CancelRequest(cancel)) => {
-                    if let Some(key) = self.ids.remove(&cancel.watch_id)
-                        && self.hub.cancel(key)
-                    {
-                        let rev = self.store.current_rev();
-                        let msg = StreamMsg::Canceled {
-                            watcher: key,
-                            watch_id: cancel.watch_id,
-                            rev,
-                        };
-                        if self.msg_tx.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
+                    self.cancel(cancel.watch_id).await
                 }
                 Some(watch_request::RequestUnion::ProgressRequest(_)) => {
                     self.hub.request_progress(self.stream, &self.msg_tx);
+                    true
                 }
-                None => {}
+                None => true,
+            };
+            if !open {
+                break;
             }
         }
         self.hub.close_stream(self.stream);
+    }
+
+    /// Cancels one of this stream's watchers (an unknown id is ignored, as
+    /// etcd does); false when the stream is gone.
+    async fn cancel(&mut self, watch_id: i64) -> bool {
+        let Some(key) = self.ids.remove(&watch_id) else {
+            return true;
+        };
+        if !self.hub.cancel(key) {
+            return true;
+        }
+        let rev = self.store.current_rev();
+        self.msg_tx
+            .send(StreamMsg::Canceled {
+                watcher: key,
+                watch_id,
+                rev,
+            })
+            .await
+            .is_ok()
     }
 
     /// Handles a create request; false when the stream is gone.

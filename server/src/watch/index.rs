@@ -148,7 +148,9 @@ mod tests {
         assert_eq!(matches(&index, "/s/web/1"), vec![1, 2, 3, 4]);
         assert_eq!(matches(&index, "/s/web/2"), vec![2, 3, 4]);
         assert_eq!(matches(&index, "/s/b"), vec![3, 5]);
-        assert_eq!(matches(&index, "/x"), Vec::<WatcherKey>::new());
+        // Only the from-key watcher reaches past its prefix.
+        assert_eq!(matches(&index, "/x"), vec![4]);
+        assert_eq!(matches(&index, "/a"), Vec::<WatcherKey>::new());
         index.remove(2, &range("/s/web/", b"/s/web0"));
         index.remove(4, &range("/s/m", b"\0"));
         assert_eq!(matches(&index, "/s/web/1"), vec![1, 3]);
