@@ -28,6 +28,15 @@ pub struct ServeConfig {
     )]
     pub listen_client_urls: Vec<String>,
 
+    /// Comma-separated URLs for /metrics, /health, /livez and /readyz.
+    #[arg(
+        long,
+        env = "ROLLCALL_LISTEN_METRICS_URLS",
+        default_value = "http://127.0.0.1:2381",
+        value_delimiter = ','
+    )]
+    pub listen_metrics_urls: Vec<String>,
+
     /// Human-readable name of this member.
     #[arg(long, env = "ROLLCALL_NAME", default_value = "default")]
     pub name: String,

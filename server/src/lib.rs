@@ -16,6 +16,7 @@ pub mod apply;
 pub mod config;
 pub mod error;
 pub mod lease;
+pub mod metrics;
 pub mod mvcc;
 pub mod proposer;
 pub mod server;

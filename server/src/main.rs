@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use rollcall_server::config::{ServeConfig, parse_listen_url};
+use rollcall_server::server::Listeners;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -58,17 +59,26 @@ fn main() -> ExitCode {
 
 async fn serve(config: ServeConfig) -> Result<(), String> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting rollcall");
+    let listeners = Listeners {
+        client: bind_all(&config.listen_client_urls).await?,
+        metrics: bind_all(&config.listen_metrics_urls).await?,
+    };
+    rollcall_server::server::run(config, listeners, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, String> {
     let mut listeners = Vec::new();
-    for url in &config.listen_client_urls {
+    // An empty URL list (`--listen-metrics-urls ''`) disables that listener.
+    for url in urls.iter().filter(|u| !u.is_empty()) {
         let addr = parse_listen_url(url).map_err(|e| e.to_string())?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| format!("cannot listen on {url}: {e}"))?;
         listeners.push(listener);
     }
-    rollcall_server::server::run(config, listeners, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    Ok(listeners)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::apply::{self, Applied, Command, Leases};
 use crate::error::Error;
 use crate::lease::Lessor;
+use crate::metrics::Metrics;
 use crate::mvcc::store::delete_compacted;
 use crate::mvcc::{Record, Store, WriteTxn};
 use crate::storage::{HISTORY, LEASES, META, MetaKey};
@@ -45,6 +46,7 @@ impl Proposer {
         store: Store,
         lessor: Arc<Lessor>,
         hub: Arc<WatchHub>,
+        metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let handle = std::thread::Builder::new()
@@ -54,12 +56,18 @@ impl Proposer {
                     store,
                     lessor,
                     hub,
+                    metrics,
                     rx,
                 }
                 .run()
             })
             .unwrap_or_else(|e| panic!("cannot spawn the applier thread: {e}"));
         (Self { tx }, handle)
+    }
+
+    /// True once the applier has stopped: no write can commit any more.
+    pub fn is_stopped(&self) -> bool {
+        self.tx.is_closed()
     }
 
     pub async fn propose(&self, command: Command) -> Result<Applied, Error> {
@@ -72,12 +80,51 @@ impl Proposer {
     }
 }
 
+impl Applier {
+    /// Counts what a committed batch did.
+    fn record(
+        &self,
+        results: &[Result<Applied, Error>],
+        events: &[(i64, Vec<rollcall_proto::mvccpb::Event>)],
+    ) {
+        let m = &self.metrics;
+        m.batch_size.observe(results.len() as f64);
+        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+        m.proposals_committed.inc_by(ok);
+        m.proposals_failed.inc_by(results.len() as u64 - ok);
+        for result in results {
+            match result {
+                Ok(Applied::LeaseGrant(_)) => {
+                    m.lease_granted.inc();
+                }
+                Ok(Applied::LeaseRevoke(..)) => {
+                    m.lease_revoked.inc();
+                }
+                _ => {}
+            }
+        }
+        for event in events.iter().flat_map(|(_, evs)| evs) {
+            let created = event.kv.as_ref().is_some_and(|kv| kv.version == 1);
+            if event.r#type == rollcall_proto::mvccpb::event::EventType::Put as i32 {
+                m.put_total.inc();
+                if created {
+                    m.keys_total.inc();
+                }
+            } else {
+                m.delete_total.inc();
+                m.keys_total.dec();
+            }
+        }
+    }
+}
+
 struct Applier {
     store: Store,
     /// Told about granted and revoked leases once they are durable.
     lessor: Arc<Lessor>,
     /// Told about every committed event before the writers are answered.
     hub: Arc<WatchHub>,
+    metrics: Arc<Metrics>,
     rx: mpsc::Receiver<Proposal>,
 }
 
@@ -167,7 +214,12 @@ impl Applier {
             )?;
             (rev, compact_rev, compaction)
         };
+        let commit_started = std::time::Instant::now();
         txn.commit()?;
+        self.metrics
+            .backend_commit_seconds
+            .observe(commit_started.elapsed().as_secs_f64());
+        self.record(&results, &events);
 
         let keep = {
             let mut committed = self.store.write_committed();

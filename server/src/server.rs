@@ -23,6 +23,9 @@ use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::lease::expiry::{self, ExpiryConfig};
+use crate::metrics::grpc::GrpcMetricsLayer;
+use crate::metrics::http::HttpState;
+use crate::metrics::{self, Metrics};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 use crate::watch::WatchHub;
@@ -39,12 +42,32 @@ pub enum ServeError {
 
 /// Serves clients on `listeners` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish and waits for the applier.
+/// The sockets a member serves on, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    /// gRPC client API.
+    pub client: Vec<TcpListener>,
+    /// HTTP metrics and health.
+    pub metrics: Vec<TcpListener>,
+}
+
 pub async fn run(
     config: ServeConfig,
-    listeners: Vec<TcpListener>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let Listeners {
+        client: listeners,
+        metrics: metrics_listeners,
+    } = listeners;
     let store = Store::open(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    {
+        let committed = store.read_committed();
+        let live = committed.index.live_count(committed.rev);
+        metrics
+            .keys_total
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+    }
     tracing::info!(
         data_dir = %config.data_dir.display(),
         revision = store.current_rev(),
@@ -67,12 +90,15 @@ pub async fn run(
         store.current_rev(),
         tokio::runtime::Handle::current(),
         config.max_watchers,
+        metrics.clone(),
     );
-    let (proposer, applier) = Proposer::start(store.clone(), lessor.clone(), hub.clone());
+    let (proposer, applier) =
+        Proposer::start(store.clone(), lessor.clone(), hub.clone(), metrics.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let expiry = tokio::spawn(expiry::run(
         lessor.clone(),
         proposer.clone(),
+        metrics.clone(),
         ExpiryConfig {
             check_interval: Duration::from_millis(config.lease_check_interval_ms.max(1)),
             max_revokes_per_tick: config.lease_revoke_batch.max(1),
@@ -95,6 +121,7 @@ pub async fn run(
         proposer.clone(),
         lessor,
         config.min_lease_ttl,
+        metrics.clone(),
     ));
     let client_urls = listeners
         .iter()
@@ -124,6 +151,7 @@ pub async fn run(
         let addr = listener.local_addr().ok();
         let mut stop = stop_rx.clone();
         let router = tonic::transport::Server::builder()
+            .layer(GrpcMetricsLayer::new(metrics.clone()))
             .add_service(kv.clone())
             .add_service(maintenance.clone())
             .add_service(lease.clone())
@@ -138,6 +166,22 @@ pub async fn run(
         ));
     }
 
+    let http_state = Arc::new(HttpState {
+        metrics,
+        store: store.clone(),
+        proposer: proposer.clone(),
+    });
+    let mut http_servers = tokio::task::JoinSet::new();
+    for listener in metrics_listeners {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics and /health");
+        http_servers.spawn(metrics::http::serve(
+            listener,
+            http_state.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    drop(http_state);
+
     tokio::pin!(shutdown);
     let served = tokio::select! {
         () = &mut shutdown => {
@@ -148,6 +192,7 @@ pub async fn run(
     };
     let _ = stop_tx.send(true);
     while servers.join_next().await.is_some() {}
+    while http_servers.join_next().await.is_some() {}
     let _ = expiry.await;
     let _ = progress.await;
     // Dropping the last proposer ends the applier after its current batch.

@@ -19,6 +19,7 @@ use super::header::HeaderFiller;
 use crate::apply::{Applied, Command};
 use crate::error::Error;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
+use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 
@@ -26,6 +27,7 @@ use crate::proposer::Proposer;
 const KEEPALIVE_BUFFER: usize = 256;
 
 pub struct LeaseService {
+    metrics: Arc<Metrics>,
     store: Store,
     proposer: Proposer,
     lessor: Arc<Lessor>,
@@ -35,9 +37,16 @@ pub struct LeaseService {
 }
 
 impl LeaseService {
-    pub fn new(store: Store, proposer: Proposer, lessor: Arc<Lessor>, min_ttl: i64) -> Self {
+    pub fn new(
+        store: Store,
+        proposer: Proposer,
+        lessor: Arc<Lessor>,
+        min_ttl: i64,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let header = HeaderFiller::new(store.clone());
         Self {
+            metrics,
             store,
             proposer,
             lessor,
@@ -118,12 +127,16 @@ impl Lease for LeaseService {
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         let lessor = self.lessor.clone();
         let header = self.header.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
                 let reply = match next {
                     Ok(req) => {
                         // An unknown or expired lease answers TTL 0, as etcd does.
                         let ttl = lessor.renew(req.id, Instant::now()).unwrap_or(0);
+                        if ttl > 0 {
+                            metrics.lease_renewed.inc();
+                        }
                         Ok(LeaseKeepAliveResponse {
                             header: header.header(),
                             id: req.id,

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::Lessor;
 use crate::apply::Command;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::proposer::Proposer;
 
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +29,7 @@ pub struct ExpiryConfig {
 pub async fn run(
     lessor: Arc<Lessor>,
     proposer: Proposer,
+    metrics: Arc<Metrics>,
     config: ExpiryConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -56,7 +58,9 @@ pub async fn run(
         while let Some(joined) = revokes.join_next().await {
             match joined {
                 // The applier forgets revoked leases itself.
-                Ok((_, Ok(_))) => {}
+                Ok((_, Ok(_))) => {
+                    metrics.lease_expired.inc();
+                }
                 // Revoked by a client meanwhile.
                 Ok((id, Err(Error::LeaseNotFound))) => lessor.forget(id),
                 Ok((id, Err(Error::Stopped))) => {

@@ -85,6 +85,11 @@ impl TreeIndex {
         out
     }
 
+    /// How many keys are alive at revision `at`.
+    pub fn live_count(&self, at: i64) -> usize {
+        self.keys.values().filter(|ki| ki.get(at).is_some()).count()
+    }
+
     /// Compacts every key at `at`; returns the revisions at or below `at` that
     /// the history table must keep.
     pub fn compact(&mut self, at: i64) -> HashSet<Revision> {

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::index::{WatcherIndex, WatcherKey};
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::mvcc::{KeyRange, Store};
 
 /// Most revisions read from history per catch-up step.
@@ -107,6 +108,8 @@ struct HubState {
     next_key: WatcherKey,
     watchers: HashMap<WatcherKey, Watcher>,
     synced: WatcherIndex,
+    /// Watchers catching up (not in `synced`).
+    catching_up: usize,
     streams: HashMap<u64, HashSet<WatcherKey>>,
 }
 
@@ -115,6 +118,7 @@ pub struct WatchHub {
     store: Store,
     runtime: tokio::runtime::Handle,
     max_watchers: usize,
+    metrics: Arc<Metrics>,
 }
 
 /// Why a watcher could not be created.
@@ -132,6 +136,7 @@ impl WatchHub {
         last_rev: i64,
         runtime: tokio::runtime::Handle,
         max_watchers: usize,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(HubState {
@@ -141,7 +146,14 @@ impl WatchHub {
             store,
             runtime,
             max_watchers,
+            metrics,
         })
+    }
+
+    fn update_gauges(&self, state: &HubState) {
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.watchers.set(count(state.watchers.len()));
+        self.metrics.slow_watchers.set(count(state.catching_up));
     }
 
     fn state(&self) -> MutexGuard<'_, HubState> {
@@ -182,6 +194,8 @@ impl WatchHub {
         let synced = next_rev > rev;
         if synced {
             state.synced.insert(key, &spec.range);
+        } else {
+            state.catching_up += 1;
         }
         state.streams.entry(spec.stream).or_default().insert(key);
         state.watchers.insert(
@@ -204,7 +218,9 @@ impl WatchHub {
     /// Removes a watcher; false if it was already gone.
     pub fn cancel(&self, key: WatcherKey) -> bool {
         let mut state = self.state();
-        remove(&mut state, key)
+        let removed = remove(&mut state, key);
+        self.update_gauges(&state);
+        removed
     }
 
     /// Removes every watcher of a closed stream.
@@ -213,6 +229,7 @@ impl WatchHub {
         for key in state.streams.remove(&stream).unwrap_or_default() {
             remove(&mut state, key);
         }
+        self.update_gauges(&state);
     }
 
     /// Fans out one committed batch: `(revision, events)` in revision order.
@@ -274,10 +291,12 @@ impl WatchHub {
                 watcher.synced = false;
                 let range = watcher.spec.range.clone();
                 state.synced.remove(key, &range);
+                state.catching_up += 1;
                 tracing::debug!(watcher = key, "slow watch stream: catching up from history");
                 self.runtime.spawn(catch_up(self.clone(), key));
             }
         }
+        self.update_gauges(&state);
     }
 
     /// Progress notifications for synced watchers that asked for them and saw
@@ -321,6 +340,8 @@ fn remove(state: &mut HubState, key: WatcherKey) -> bool {
     };
     if watcher.synced {
         state.synced.remove(key, &watcher.spec.range);
+    } else {
+        state.catching_up = state.catching_up.saturating_sub(1);
     }
     if let Some(keys) = state.streams.get_mut(&watcher.spec.stream) {
         keys.remove(&key);
@@ -399,6 +420,8 @@ async fn catch_up(hub: Arc<WatchHub>, key: WatcherKey) {
             watcher.synced = true;
             let range = watcher.spec.range.clone();
             state.synced.insert(key, &range);
+            state.catching_up = state.catching_up.saturating_sub(1);
+            hub.update_gauges(&state);
             return;
         }
     }

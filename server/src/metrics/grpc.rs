@@ -1,0 +1,228 @@
+//! A tower layer recording `grpc_server_handled_total` and
+//! `grpc_server_handling_seconds` (go-grpc-prometheus names and labels) for
+//! every RPC. The status of a successful call travels in the trailers, so the
+//! response body is wrapped to see them; a stream is counted when it ends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame};
+use tower::{Layer, Service};
+
+use super::{GrpcCodeLabels, GrpcMethodLabels, Metrics};
+
+#[derive(Clone)]
+pub struct GrpcMetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl GrpcMetricsLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetrics {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+/// Splits `/etcdserverpb.KV/Range` into its labels.
+fn method_labels(path: &str) -> GrpcMethodLabels {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default().to_string();
+    let method = parts.next().unwrap_or_default().to_string();
+    let grpc_type = match method.as_str() {
+        "Watch" | "LeaseKeepAlive" => "bidi_stream",
+        "Snapshot" => "server_stream",
+        _ => "unary",
+    };
+    GrpcMethodLabels {
+        grpc_type: grpc_type.into(),
+        grpc_service: service,
+        grpc_method: method,
+    }
+}
+
+/// The gRPC code names Go's `codes.Code.String()` prints.
+fn code_name(code: &str) -> &'static str {
+    match code.trim() {
+        "0" => "OK",
+        "1" => "Canceled",
+        "2" => "Unknown",
+        "3" => "InvalidArgument",
+        "4" => "DeadlineExceeded",
+        "5" => "NotFound",
+        "6" => "AlreadyExists",
+        "7" => "PermissionDenied",
+        "8" => "ResourceExhausted",
+        "9" => "FailedPrecondition",
+        "10" => "Aborted",
+        "11" => "OutOfRange",
+        "12" => "Unimplemented",
+        "13" => "Internal",
+        "14" => "Unavailable",
+        "15" => "DataLoss",
+        "16" => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for GrpcMetrics<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body + Unpin,
+{
+    type Response = http::Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let labels = method_labels(request.uri().path());
+        let metrics = self.metrics.clone();
+        let start = Instant::now();
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            // A trailers-only response (an error) carries the status in its headers.
+            let code = response
+                .headers()
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .map(code_name);
+            let pending = Pending {
+                metrics,
+                labels,
+                start,
+            };
+            let done = if let Some(code) = code {
+                pending.finish(code);
+                None
+            } else {
+                Some(pending)
+            };
+            Ok(response.map(|inner| MeteredBody {
+                inner,
+                pending: done,
+            }))
+        })
+    }
+}
+
+struct Pending {
+    metrics: Arc<Metrics>,
+    labels: GrpcMethodLabels,
+    start: Instant,
+}
+
+impl Pending {
+    fn finish(self, code: &str) {
+        let labels = GrpcCodeLabels {
+            grpc_type: self.labels.grpc_type.clone(),
+            grpc_service: self.labels.grpc_service.clone(),
+            grpc_method: self.labels.grpc_method.clone(),
+            grpc_code: code.to_string(),
+        };
+        self.metrics.grpc_handled.get_or_create(&labels).inc();
+        self.metrics
+            .grpc_handling_seconds
+            .get_or_create(&self.labels)
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// A response body that records the call's outcome when its trailers pass
+/// (or when it is dropped unfinished: the client went away).
+pub struct MeteredBody<B> {
+    inner: B,
+    pending: Option<Pending>,
+}
+
+impl<B> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.finish("Canceled");
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let outcome = match &polled {
+            Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().map(|trailers| {
+                trailers
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .map_or("OK", code_name)
+            }),
+            Poll::Ready(Some(Err(_))) => Some("Unknown"),
+            Poll::Ready(None) => Some("OK"),
+            Poll::Pending => None,
+        };
+        if let Some(code) = outcome
+            && let Some(pending) = self.pending.take()
+        {
+            pending.finish(code);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_codes_follow_go_grpc_prometheus() {
+        let l = method_labels("/etcdserverpb.KV/Range");
+        assert_eq!(
+            (
+                l.grpc_service.as_str(),
+                l.grpc_method.as_str(),
+                l.grpc_type.as_str()
+            ),
+            ("etcdserverpb.KV", "Range", "unary")
+        );
+        assert_eq!(
+            method_labels("/etcdserverpb.Watch/Watch").grpc_type,
+            "bidi_stream"
+        );
+        assert_eq!(code_name("0"), "OK");
+        assert_eq!(code_name("11"), "OutOfRange");
+        assert_eq!(code_name("x"), "Unknown");
+    }
+}
