@@ -249,14 +249,23 @@ fn compare_path<H: History>(view: &View<'_, H>, req: &TxnRequest) -> Result<Vec<
     Ok(path)
 }
 
-/// A txn's range at an explicit revision must be readable before anything applies.
+/// A txn's range at an explicit revision must be readable before anything
+/// applies. etcd compares the raw revision, so inside a txn a negative one
+/// is "compacted" once any compaction happened (outside a txn it reads the
+/// newest revision).
 fn check_range_revision<H: History>(
     view: &View<'_, H>,
     op: &request_op::Request,
 ) -> Result<(), Error> {
     match op {
         request_op::Request::RequestRange(r) if r.revision != 0 => {
-            view.resolve(r.revision).map(drop)
+            if r.revision > view.rev {
+                Err(Error::FutureRevision)
+            } else if r.revision < view.compact_rev {
+                Err(Error::Compacted)
+            } else {
+                Ok(())
+            }
         }
         _ => Ok(()),
     }

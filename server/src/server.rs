@@ -11,13 +11,14 @@ use rollcall_proto::etcdserverpb::lease_server::LeaseServer;
 use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rollcall_proto::etcdserverpb::watch_server::WatchServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::cluster::ClusterService;
 use crate::api::header::HeaderFiller;
 use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
+use crate::api::oversize::OversizeStatusLayer;
 use crate::api::watch::WatchService;
 use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
 use crate::error::Error;
@@ -152,18 +153,19 @@ pub async fn run(
         let mut stop = stop_rx.clone();
         let router = tonic::transport::Server::builder()
             .layer(GrpcMetricsLayer::new(metrics.clone()))
+            .layer(OversizeStatusLayer)
             .add_service(kv.clone())
             .add_service(maintenance.clone())
             .add_service(lease.clone())
             .add_service(watch.clone())
             .add_service(cluster.clone());
         tracing::info!(address = ?addr, "ready to serve client requests");
-        servers.spawn(router.serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            async move {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            },
-        ));
+        // Without TCP_NODELAY a response's trailers wait ~40 ms for the
+        // peer's delayed ACK (Nagle): every range would take that long.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        servers.spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        }));
     }
 
     let http_state = Arc::new(HttpState {

@@ -6,6 +6,7 @@ pub mod header;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod oversize;
 pub mod status;
 pub mod validate;
 pub mod watch;
