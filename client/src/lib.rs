@@ -1,1 +1,49 @@
-//! placeholder
+//! `rollcall-client`: a typed async client for rollcall and for any etcd v3
+//! endpoint (it speaks only the etcd v3 gRPC API, so it works against real
+//! etcd as well).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rollcall_client::ClientError> {
+//! use rollcall_client::{Client, Compare, CompareOp, GetOptions, HasHeader, Op, Txn};
+//!
+//! let client = Client::connect(["127.0.0.1:2379"]).await?;
+//! let put = client.put("/services/web/1", "10.0.0.1:80").await?;
+//! let listed = client.get_with("/services/", GetOptions::new().prefix()).await?;
+//! assert!(listed.revision() >= put.revision());
+//! let txn = Txn::new()
+//!     .when([Compare::version("/lock", CompareOp::Equal, 0)])
+//!     .and_then([Op::put("/lock", "me")]);
+//! let won = client.txn(txn).await?.succeeded;
+//! # let _ = won; Ok(()) }
+//! ```
+//!
+//! Layout:
+//! - `client.rs`: [`Client`], its connection and the deadline + error mapping
+//!   of every unary call;
+//! - `endpoint.rs`: [`ConnectOptions`], endpoint parsing, connecting to the
+//!   first endpoint that answers (where failover will go);
+//! - `kv/`: get/put/delete/txn/compact, their options and the [`Txn`] builder;
+//! - `maintenance.rs`: [`Client::status`] and [`Client::member_list`];
+//! - `key.rs`: [`IntoBytes`], [`RangeEnd`] and [`prefix_end`];
+//! - `header.rs`: [`HasHeader`], the revision a response was served at;
+//! - `error.rs`: [`ClientError`] and the recognition of etcd's errors;
+//! - `bench/`: the load generator behind `rollcall bench`.
+
+pub mod bench;
+mod client;
+mod endpoint;
+mod error;
+mod header;
+mod key;
+mod kv;
+mod maintenance;
+
+pub use client::Client;
+pub use endpoint::{ConnectOptions, normalize_endpoint, normalize_endpoints};
+pub use error::{ClientError, EndpointFailure, EtcdErrorKind, ServerError};
+pub use header::HasHeader;
+pub use key::{FROM_KEY, IntoBytes, RangeEnd, prefix_end};
+pub use kv::{Compare, CompareOp, DeleteOptions, GetOptions, Op, PutOptions, Txn};
+/// The generated etcd v3 types, for the raw stubs and the responses.
+pub use rollcall_proto as proto;
+pub use rollcall_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
