@@ -18,6 +18,7 @@ pub mod error;
 pub mod lease;
 pub mod metrics;
 pub mod mvcc;
+pub mod net;
 pub mod proposer;
 pub mod server;
 pub mod storage;

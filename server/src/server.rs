@@ -11,7 +11,6 @@ use rollcall_proto::etcdserverpb::lease_server::LeaseServer;
 use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rollcall_proto::etcdserverpb::watch_server::WatchServer;
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::cluster::ClusterService;
 use crate::api::header::HeaderFiller;
@@ -28,6 +27,7 @@ use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::metrics::http::HttpState;
 use crate::metrics::{self, Metrics};
 use crate::mvcc::Store;
+use crate::net;
 use crate::proposer::Proposer;
 use crate::watch::WatchHub;
 
@@ -160,9 +160,7 @@ pub async fn run(
             .add_service(watch.clone())
             .add_service(cluster.clone());
         tracing::info!(address = ?addr, "ready to serve client requests");
-        // Without TCP_NODELAY a response's trailers wait ~40 ms for the
-        // peer's delayed ACK (Nagle): every range would take that long.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = net::incoming::incoming(listener);
         servers.spawn(router.serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         }));
