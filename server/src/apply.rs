@@ -7,14 +7,17 @@
 
 use redb::Table;
 use rollcall_proto::etcdserverpb::{
+    AlarmMember, AlarmRequest, AlarmResponse, alarm_request,
     CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
     PutResponse, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
     compare, request_op, response_op,
 };
 
+use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
+use crate::quota;
 use crate::mvcc::view::History;
 use crate::mvcc::{KeyRange, Record, View, WriteTxn};
 
@@ -29,6 +32,7 @@ pub enum Command {
     /// free id and applies the TTL bounds, so applying reads no randomness).
     LeaseGrant(LeaseGrantRequest),
     LeaseRevoke(LeaseRevokeRequest),
+    Alarm(AlarmRequest),
 }
 
 /// The answer to a command; `header.revision` is set, the rest of the header
@@ -43,26 +47,67 @@ pub enum Applied {
     LeaseGrant(LeaseGrantResponse),
     /// The revoked lease's id, for the lessor to forget.
     LeaseRevoke(LeaseRevokeResponse, i64),
+    Alarm(AlarmResponse),
 }
 
-/// The lease table and its redb table, changed together.
-pub struct Leases<'a, 't> {
-    pub table: &'a mut LeaseTable,
-    pub persisted: &'a mut Table<'t, i64, i64>,
+/// Requests a NOSPACE alarm refuses: those that can add data.
+fn adds_data(command: &Command) -> bool {
+    match command {
+        Command::Put(_) | Command::LeaseGrant(_) => true,
+        Command::Txn(req) => quota::txn_cost(req) > 0,
+        Command::DeleteRange(_) | Command::Compact(_) | Command::LeaseRevoke(_) | Command::Alarm(_) => false,
+    }
+}
+
+/// Get, raise or disarm an alarm (etcd's `Alarm` apply).
+fn apply_alarm(txn: &WriteTxn<'_, '_>, side: &mut SideState<'_, '_>, req: &AlarmRequest) -> Result<AlarmResponse, Error> {
+    let member = AlarmMember { member_id: req.member_id, alarm: req.alarm };
+    let alarms = match alarm_request::AlarmAction::try_from(req.action) {
+        Ok(alarm_request::AlarmAction::Get) | Err(_) => side.alarms.get(req.alarm),
+        Ok(alarm_request::AlarmAction::Activate) => {
+            if side.alarms.activate(req.member_id, req.alarm) {
+                side.alarm_rows.insert((req.member_id, req.alarm), ())?;
+            }
+            vec![member]
+        }
+        Ok(alarm_request::AlarmAction::Deactivate) => {
+            if side.alarms.deactivate(req.member_id, req.alarm) {
+                side.alarm_rows.remove((req.member_id, req.alarm))?;
+                vec![member]
+            } else {
+                Vec::new()
+            }
+        }
+    };
+    Ok(AlarmResponse { header: Some(ResponseHeader { revision: txn.rev(), ..Default::default() }), alarms })
+}
+
+/// The replicated state beside the key space (leases, alarms), each with its
+/// redb table, changed together.
+pub struct SideState<'a, 't> {
+    pub leases: &'a mut LeaseTable,
+    pub lease_rows: &'a mut Table<'t, i64, i64>,
+    pub alarms: &'a mut AlarmSet,
+    pub alarm_rows: &'a mut Table<'t, (u64, i32), ()>,
 }
 
 /// Applies one command to `txn` and keeps lease attachments in step with the
 /// keys it wrote.
 pub fn apply(
     txn: &mut WriteTxn<'_, '_>,
-    leases: &mut Leases<'_, '_>,
+    side: &mut SideState<'_, '_>,
     command: &Command,
 ) -> Result<Applied, Error> {
-    let result = apply_command(txn, leases, command);
+    let result = if side.alarms.no_space() && adds_data(command) {
+        // etcd's capped applier: with NOSPACE raised, nothing may grow the store.
+        Err(Error::NoSpace)
+    } else {
+        apply_command(txn, side, command)
+    };
     for change in &txn.changes {
         match change {
-            Record::Put(kv) => leases.table.attach(&kv.key, kv.lease),
-            Record::Tombstone(kv) => leases.table.detach(&kv.key),
+            Record::Put(kv) => side.leases.attach(&kv.key, kv.lease),
+            Record::Tombstone(kv) => side.leases.detach(&kv.key),
         }
     }
     result
@@ -70,23 +115,23 @@ pub fn apply(
 
 fn apply_command(
     txn: &mut WriteTxn<'_, '_>,
-    leases: &mut Leases<'_, '_>,
+    side: &mut SideState<'_, '_>,
     command: &Command,
 ) -> Result<Applied, Error> {
     match command {
         Command::Put(req) => {
             // Outside a txn etcd looks the lease up before the previous key.
-            if req.lease != 0 && !leases.table.contains(req.lease) {
+            if req.lease != 0 && !side.leases.contains(req.lease) {
                 return Err(Error::LeaseNotFound);
             }
-            check_put(&txn.view(), leases.table, req)?;
+            check_put(&txn.view(), side.leases, req)?;
             put(txn, req).map(Applied::Put)
         }
         Command::LeaseGrant(req) => {
-            if !leases.table.grant(req.id, req.ttl) {
+            if !side.leases.grant(req.id, req.ttl) {
                 return Err(Error::LeaseExists);
             }
-            leases.persisted.insert(req.id, req.ttl)?;
+            side.lease_rows.insert(req.id, req.ttl)?;
             Ok(Applied::LeaseGrant(LeaseGrantResponse {
                 header: Some(ResponseHeader {
                     revision: txn.rev(),
@@ -98,8 +143,8 @@ fn apply_command(
             }))
         }
         Command::LeaseRevoke(req) => {
-            let keys = leases.table.revoke(req.id).ok_or(Error::LeaseNotFound)?;
-            leases.persisted.remove(req.id)?;
+            let keys = side.leases.revoke(req.id).ok_or(Error::LeaseNotFound)?;
+            side.lease_rows.remove(req.id)?;
             // All of the lease's keys go in one revision, in key order.
             for key in keys {
                 txn.delete_range(&KeyRange::Single(key))?;
@@ -115,7 +160,8 @@ fn apply_command(
             ))
         }
         Command::DeleteRange(req) => delete_range(txn, req).map(Applied::DeleteRange),
-        Command::Txn(req) => apply_txn_request(txn, leases.table, req).map(Applied::Txn),
+        Command::Txn(req) => apply_txn_request(txn, side.leases, req).map(Applied::Txn),
+        Command::Alarm(req) => apply_alarm(txn, side, req).map(Applied::Alarm),
         Command::Compact(req) => {
             if req.revision <= txn.compact_rev {
                 return Err(Error::Compacted);

@@ -28,6 +28,24 @@ pub struct ServeConfig {
     )]
     pub listen_client_urls: Vec<String>,
 
+    /// Backend quota in bytes: writes that would grow the database past it
+    /// fail and raise the NOSPACE alarm (0 = etcd's default, 2 GiB).
+    #[arg(long, env = "ROLLCALL_QUOTA_BACKEND_BYTES", default_value_t = crate::quota::DEFAULT_QUOTA_BYTES)]
+    pub quota_backend_bytes: u64,
+
+    /// `periodic` keeps history for `--auto-compaction-retention` (a duration
+    /// such as `1h`, or hours); `revision` keeps that many revisions.
+    #[arg(long, env = "ROLLCALL_AUTO_COMPACTION_MODE", value_enum, default_value = "periodic")]
+    pub auto_compaction_mode: crate::compactor::Mode,
+
+    /// History to keep when compacting automatically; `0` disables it.
+    #[arg(long, env = "ROLLCALL_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// How often revision-mode auto-compaction checks, in milliseconds.
+    #[arg(long, env = "ROLLCALL_AUTO_COMPACTION_INTERVAL_MS", default_value_t = 300_000)]
+    pub auto_compaction_interval_ms: u64,
+
     /// Comma-separated URLs for /metrics, /health, /livez and /readyz.
     #[arg(
         long,

@@ -30,6 +30,8 @@ pub enum Error {
     LeaseExists,
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// The applier has stopped (shutdown or a fatal storage error).
     #[error("etcdserver: server stopped")]
     Stopped,

@@ -11,8 +11,10 @@
 //! * [`server::run`] wires it together for a set of listeners and a shutdown
 //!   signal, so tests can bind port 0.
 
+pub mod alarm;
 pub mod api;
 pub mod apply;
+pub mod compactor;
 pub mod config;
 pub mod error;
 pub mod lease;
@@ -20,6 +22,7 @@ pub mod metrics;
 pub mod mvcc;
 pub mod net;
 pub mod proposer;
+pub mod quota;
 pub mod server;
 pub mod storage;
 pub mod watch;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use rollcall_server::config::{ServeConfig, parse_listen_url};
 use rollcall_server::server::Listeners;
+use rollcall_server::storage::snapshot;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -23,6 +24,21 @@ struct Cli {
 enum Command {
     /// Run a registry member.
     Serve(ServeConfig),
+    /// Work with snapshots taken by `etcdctl snapshot save` (Maintenance.Snapshot).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// Rebuild a member's data directory from a snapshot file.
+    Restore {
+        /// The snapshot file.
+        file: std::path::PathBuf,
+        /// Data directory to create (must not hold a database yet).
+        #[arg(long, default_value = "./rollcall.data")]
+        data_dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,6 +62,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Snapshot(SnapshotCommand::Restore { file, data_dir }) => restore(&file, &data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +83,22 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     rollcall_server::server::run(config, listeners, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> Result<(), String> {
+    let mut last_percent = None;
+    let result = snapshot::restore(file, data_dir, |done, total| {
+        let percent = done * 100 / total.max(1);
+        if last_percent != Some(percent) {
+            last_percent = Some(percent);
+            let filled = usize::try_from(percent / 5).unwrap_or(20);
+            eprint!("\rrestoring [{:<20}] {percent:>3}%", "#".repeat(filled));
+        }
+    });
+    eprintln!();
+    result.map_err(|e| e.to_string())?;
+    println!("restored {} into {}", file.display(), data_dir.display());
+    Ok(())
 }
 
 async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, String> {

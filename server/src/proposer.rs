@@ -11,16 +11,18 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::{Database, ReadableTable};
+use std::time::{Duration, Instant};
+
+use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::apply::{self, Applied, Command, Leases};
+use crate::apply::{self, Applied, Command, SideState};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::store::delete_compacted;
 use crate::mvcc::{Record, Store, WriteTxn};
-use crate::storage::{HISTORY, LEASES, META, MetaKey};
+use crate::storage::{ALARMS, HISTORY, LEASES, META, MetaKey};
 use crate::watch::WatchHub;
 
 /// Most commands applied in one transaction; bounds the latency a caller can
@@ -32,10 +34,18 @@ struct Proposal {
     reply: oneshot::Sender<Result<Applied, Error>>,
 }
 
+/// What the applier thread is asked to do.
+enum Work {
+    Apply(Proposal),
+    /// Local maintenance, not replicated: compact the database file between
+    /// batches, answering how long writes were held off.
+    Defragment(oneshot::Sender<Result<Duration, Error>>),
+}
+
 /// Hands commands to the applier and waits for their durable result.
 #[derive(Clone)]
 pub struct Proposer {
-    tx: mpsc::Sender<Proposal>,
+    tx: mpsc::Sender<Work>,
 }
 
 impl Proposer {
@@ -73,9 +83,16 @@ impl Proposer {
     pub async fn propose(&self, command: Command) -> Result<Applied, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Proposal { command, reply })
+            .send(Work::Apply(Proposal { command, reply }))
             .await
             .map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Defragments the database; returns how long writes (and reads) waited.
+    pub async fn defragment(&self) -> Result<Duration, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Work::Defragment(reply)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 }
@@ -125,26 +142,44 @@ struct Applier {
     /// Told about every committed event before the writers are answered.
     hub: Arc<WatchHub>,
     metrics: Arc<Metrics>,
-    rx: mpsc::Receiver<Proposal>,
+    rx: mpsc::Receiver<Work>,
 }
 
 impl Applier {
     fn run(mut self) -> Result<(), Error> {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = self.rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
+            let mut next = Some(first);
+            // Drain what is queued, up to a defragmentation request.
+            let mut defragment = None;
+            while let Some(work) = next.take() {
+                match work {
+                    Work::Apply(proposal) => batch.push(proposal),
+                    Work::Defragment(reply) => {
+                        defragment = Some(reply);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH {
+                    next = self.rx.try_recv().ok();
                 }
             }
-            if let Err(e) = self.apply_batch(&mut batch) {
+            if !batch.is_empty()
+                && let Err(e) = self.apply_batch(&mut batch)
+            {
                 tracing::error!(error = %e, "storage failure in the applier; stopping writes");
                 for proposal in batch.drain(..) {
                     let _ = proposal.reply.send(Err(Error::Stopped));
                 }
                 return Err(e);
+            }
+            if let Some(reply) = defragment {
+                let started = Instant::now();
+                let result = self.store.defragment().map(|()| started.elapsed());
+                if let Ok(took) = &result {
+                    tracing::info!(took = ?took, size = self.store.db_size(), "defragmented the database");
+                }
+                let _ = reply.send(result);
             }
         }
         Ok(())
@@ -153,7 +188,7 @@ impl Applier {
     /// Applies, commits and answers one batch. An `Err` is a storage failure:
     /// the in-memory index may then be ahead of the disk, so the caller stops.
     fn apply_batch(&self, batch: &mut Vec<Proposal>) -> Result<(), Error> {
-        let db: &Database = &self.store.db;
+        let db = self.store.db();
         let txn = db.begin_write()?;
         let mut results = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
@@ -161,6 +196,7 @@ impl Applier {
             let mut history = txn.open_table(HISTORY)?;
             let mut meta = txn.open_table(META)?;
             let mut lease_rows = txn.open_table(LEASES)?;
+            let mut alarm_rows = txn.open_table(ALARMS)?;
             let mut committed = self.store.write_committed();
             let committed = &mut *committed;
             let mut rev = committed.rev;
@@ -174,11 +210,13 @@ impl Applier {
                     compact_rev,
                     changes: Vec::new(),
                 };
-                let mut leases = Leases {
-                    table: &mut committed.leases,
-                    persisted: &mut lease_rows,
+                let mut side = SideState {
+                    leases: &mut committed.leases,
+                    lease_rows: &mut lease_rows,
+                    alarms: &mut committed.alarms,
+                    alarm_rows: &mut alarm_rows,
                 };
-                let result = apply::apply(&mut write, &mut leases, &proposal.command);
+                let result = apply::apply(&mut write, &mut side, &proposal.command);
                 rev = write.rev();
                 compact_rev = write.compact_rev;
                 if !write.changes.is_empty() {
@@ -229,7 +267,7 @@ impl Applier {
         };
         if let (Some(at), Some(keep)) = (compaction, keep) {
             // Logically compacted already (durable above); this only frees space.
-            delete_compacted(db, at, &keep)?;
+            delete_compacted(&db, at, &keep)?;
         }
         if !events.is_empty() {
             self.hub.publish(&events, rev);

@@ -20,6 +20,7 @@ use crate::api::maintenance::MaintenanceService;
 use crate::api::oversize::OversizeStatusLayer;
 use crate::api::watch::WatchService;
 use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
+use crate::compactor::{self, Policy, RetentionError};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::lease::expiry::{self, ExpiryConfig};
@@ -29,6 +30,7 @@ use crate::metrics::{self, Metrics};
 use crate::mvcc::Store;
 use crate::net;
 use crate::proposer::Proposer;
+use crate::quota::QuotaGuard;
 use crate::watch::WatchHub;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("the applier stopped: {0}")]
     Applier(String),
+    #[error(transparent)]
+    Config(#[from] RetentionError),
 }
 
 /// Serves clients on `listeners` until `shutdown` resolves, then stops
@@ -60,6 +64,7 @@ pub async fn run(
         client: listeners,
         metrics: metrics_listeners,
     } = listeners;
+    let compaction = Policy::parse(config.auto_compaction_mode, &config.auto_compaction_retention)?;
     let store = Store::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     {
@@ -108,21 +113,24 @@ pub async fn run(
     ));
 
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
+    let quota = QuotaGuard::new(store.clone(), proposer.clone(), config.quota_backend_bytes);
     let kv = KvServer::new(KvService::new(
         store.clone(),
         proposer.clone(),
+        quota.clone(),
         config.max_request_bytes,
         config.max_txn_ops,
     ))
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(usize::MAX);
-    let maintenance = MaintenanceServer::new(MaintenanceService::new(store.clone()));
+    let maintenance = MaintenanceServer::new(MaintenanceService::new(store.clone(), proposer.clone()));
     let lease = LeaseServer::new(LeaseService::new(
         store.clone(),
         proposer.clone(),
         lessor,
         config.min_lease_ttl,
         metrics.clone(),
+        quota,
     ));
     let client_urls = listeners
         .iter()
@@ -135,6 +143,13 @@ pub async fn run(
         client_urls,
     ));
 
+    let compactor = tokio::spawn(compactor::run(
+        compaction,
+        Duration::from_millis(config.auto_compaction_interval_ms),
+        store.clone(),
+        proposer.clone(),
+        stop_rx.clone(),
+    ));
     let progress = tokio::spawn(notify_progress(
         hub.clone(),
         Duration::from_millis(config.watch_progress_notify_interval_ms.max(1)),
@@ -195,6 +210,7 @@ pub async fn run(
     while http_servers.join_next().await.is_some() {}
     let _ = expiry.await;
     let _ = progress.await;
+    let _ = compactor.await;
     // Dropping the last proposer ends the applier after its current batch.
     drop((kv, maintenance, cluster, lease, watch, proposer));
     let applied = tokio::task::spawn_blocking(move || applier.join())

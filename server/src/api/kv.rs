@@ -15,10 +15,12 @@ use crate::apply::{self, Applied, Command};
 use crate::error::Error;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
+use crate::quota::{self, QuotaGuard};
 
 pub struct KvService {
     store: Store,
     proposer: Proposer,
+    quota: QuotaGuard,
     header: HeaderFiller,
     max_request_bytes: usize,
     max_txn_ops: usize,
@@ -28,6 +30,7 @@ impl KvService {
     pub fn new(
         store: Store,
         proposer: Proposer,
+        quota: QuotaGuard,
         max_request_bytes: usize,
         max_txn_ops: usize,
     ) -> Self {
@@ -35,6 +38,7 @@ impl KvService {
         Self {
             store,
             proposer,
+            quota,
             header,
             max_request_bytes,
             max_txn_ops,
@@ -71,6 +75,8 @@ impl Kv for KvService {
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
+        // As etcd, the quota is checked before the request itself.
+        self.quota.admit(quota::put_cost(&req)).await?;
         validate::check_put(&req)?;
         match self.propose(req.encoded_len(), Command::Put(req)).await? {
             Applied::Put(mut resp) => {
@@ -101,6 +107,7 @@ impl Kv for KvService {
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
+        self.quota.admit(quota::txn_cost(&req)).await?;
         validate::check_txn(&req, self.max_txn_ops)?;
         let mut resp = if apply::is_read_only(&req) {
             // Read-only txns change nothing: serve them from a snapshot, as etcd does.

@@ -22,12 +22,14 @@ use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
+use crate::quota::{LEASE_GRANT_COST, QuotaGuard};
 
 /// Keep-alive responses buffered per stream before the reader is slowed down.
 const KEEPALIVE_BUFFER: usize = 256;
 
 pub struct LeaseService {
     metrics: Arc<Metrics>,
+    quota: QuotaGuard,
     store: Store,
     proposer: Proposer,
     lessor: Arc<Lessor>,
@@ -43,10 +45,12 @@ impl LeaseService {
         lessor: Arc<Lessor>,
         min_ttl: i64,
         metrics: Arc<Metrics>,
+        quota: QuotaGuard,
     ) -> Self {
         let header = HeaderFiller::new(store.clone());
         Self {
             metrics,
+            quota,
             store,
             proposer,
             lessor,
@@ -81,6 +85,7 @@ impl Lease for LeaseService {
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let req = request.into_inner();
+        self.quota.admit(LEASE_GRANT_COST).await?;
         if req.ttl > MAX_LEASE_TTL {
             return Err(Error::LeaseTtlTooLarge.into());
         }

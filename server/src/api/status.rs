@@ -19,6 +19,7 @@ impl From<Error> for Status {
             Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseNotFound => Code::NotFound,
             Error::Stopped => Code::Unavailable,
+            Error::NoSpace => Code::ResourceExhausted,
             Error::Storage(_) | Error::CorruptRecord { .. } | Error::DataDir { .. } => {
                 tracing::error!(error = %e, "internal error answering a request");
                 Code::Internal

@@ -105,6 +105,10 @@ fn unhealthy_reason(state: &HttpState) -> Option<String> {
     if let Err(e) = state.store.read(|view| view.resolve(0).map(drop)) {
         return Some(format!("the store cannot be read: {e}"));
     }
+    let alarms = state.store.read_committed().alarms.describe();
+    if !alarms.is_empty() {
+        return Some(format!("alarm active: {}", alarms.join(", ").trim_end()));
+    }
     None
 }
 

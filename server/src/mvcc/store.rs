@@ -25,7 +25,8 @@ use super::revision::Revision;
 use super::view::View;
 use crate::error::Error;
 use crate::lease::LeaseTable;
-use crate::storage::{self, HISTORY, LEASES, META, MetaKey};
+use crate::alarm::AlarmSet;
+use crate::storage::{self, ALARMS, HISTORY, LEASES, META, MetaKey};
 
 /// What readers may see, guarded by one lock.
 #[derive(Debug, Default)]
@@ -33,6 +34,8 @@ pub struct Committed {
     pub index: TreeIndex,
     /// Granted leases and their keys (may run ahead of `rev` like the index).
     pub leases: LeaseTable,
+    /// Active alarms.
+    pub alarms: AlarmSet,
     /// The newest durable revision.
     pub rev: i64,
     /// Reads below this fail as compacted; -1 before any compaction.
@@ -48,7 +51,9 @@ pub struct Identity {
 
 #[derive(Clone)]
 pub struct Store {
-    pub db: Arc<Database>,
+    /// Shared by readers and the applier; taken exclusively only to
+    /// defragment (redb's `compact` needs the database to itself).
+    db: Arc<RwLock<Database>>,
     committed: Arc<RwLock<Committed>>,
     pub identity: Identity,
     path: std::path::PathBuf,
@@ -66,6 +71,7 @@ impl Store {
         let (index, lease_of_key) = rebuild_index(&db)?;
         let mut committed = Committed {
             leases: rebuild_leases(&db, lease_of_key)?,
+            alarms: load_alarms(&db)?,
             index,
             rev: i64::try_from(rev).unwrap_or(i64::MAX),
             compact_rev,
@@ -75,7 +81,7 @@ impl Store {
             delete_compacted(&db, compact_rev, &keep)?;
         }
         Ok(Self {
-            db: Arc::new(db),
+            db: Arc::new(RwLock::new(db)),
             committed: Arc::new(RwLock::new(committed)),
             identity,
             path: data_dir.join(storage::DB_FILE),
@@ -89,7 +95,7 @@ impl Store {
     ) -> Result<R, Error> {
         let committed = self.read_committed();
         // Begun under the lock: see the module invariants.
-        let txn = self.db.begin_read()?;
+        let txn = self.db().begin_read()?;
         let history = txn.open_table(HISTORY)?;
         let view = View {
             index: &committed.index,
@@ -98,6 +104,26 @@ impl Store {
             compact_rev: committed.compact_rev,
         };
         f(&view)
+    }
+
+    /// The database, shared (the applier writes through a shared handle too:
+    /// redb serializes writers itself and we have only one).
+    pub fn db(&self) -> RwLockReadGuard<'_, Database> {
+        self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Compacts the database file (etcd's defragmentation), with every reader
+    /// and writer held off meanwhile. Only the applier calls this, between
+    /// batches, so no write transaction is open.
+    pub fn defragment(&self) -> Result<(), Error> {
+        let mut db = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Each pass moves pages towards the start; a few passes reach the end.
+        for _ in 0..8 {
+            if !db.compact().map_err(|e| Error::Storage(e.into()))? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn current_rev(&self) -> i64 {
@@ -118,13 +144,18 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The member's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.path.parent().unwrap_or_else(|| Path::new("."))
+    }
+
     /// Size of the database file in bytes.
     pub fn db_size(&self) -> i64 {
         std::fs::metadata(&self.path).map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX))
     }
 
     pub fn meta(&self, key: MetaKey) -> Result<Option<u64>, Error> {
-        storage::read_meta(&self.db, key)
+        storage::read_meta(&self.db(), key)
     }
 }
 
@@ -179,6 +210,17 @@ fn rebuild_index(db: &Database) -> Result<(TreeIndex, HashMap<Bytes, i64>), Erro
         }
     }
     Ok((index, lease_of_key))
+}
+
+/// Loads the active alarms.
+fn load_alarms(db: &Database) -> Result<AlarmSet, Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(ALARMS)?;
+    let mut rows = Vec::new();
+    for entry in table.iter()? {
+        rows.push(entry?.0.value());
+    }
+    Ok(AlarmSet::from_rows(rows))
 }
 
 /// Loads the granted leases and re-attaches their live keys.

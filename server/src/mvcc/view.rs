@@ -216,3 +216,21 @@ impl<H: History> View<'_, H> {
         Ok(out)
     }
 }
+
+impl<H: History> View<'_, H> {
+    /// etcd's HashKV: a CRC-32 of every history record up to revision
+    /// `requested` (0 = newest) that compaction kept, for comparing members.
+    /// Returns the hash and the revision it covers.
+    pub fn hash_kv(&self, requested: i64) -> Result<(u32, i64), Error> {
+        let at = self.resolve(requested)?;
+        let mut hasher = crc32fast::Hasher::new();
+        for entry in self.history.range(..=(at, i64::MAX))? {
+            let (k, v) = entry?;
+            let (main, sub) = k.value();
+            hasher.update(&main.to_be_bytes());
+            hasher.update(&sub.to_be_bytes());
+            hasher.update(v.value());
+        }
+        Ok((hasher.finalize(), at))
+    }
+}

@@ -3,13 +3,14 @@
 //! through snapshot read transactions.
 
 pub mod schema;
+pub mod snapshot;
 
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase};
 
 use crate::error::Error;
-pub use schema::{HISTORY, LEASES, META, MetaKey};
+pub use schema::{ALARMS, HISTORY, LEASES, META, MetaKey};
 
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "rollcall.redb";
@@ -26,6 +27,7 @@ pub fn open(data_dir: &Path) -> Result<Database, Error> {
     txn.open_table(HISTORY)?;
     txn.open_table(META)?;
     txn.open_table(LEASES)?;
+    txn.open_table(ALARMS)?;
     txn.commit()?;
     Ok(db)
 }

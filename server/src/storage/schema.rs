@@ -6,6 +6,7 @@
 //!   (later) watch replay read it. Compaction removes what no read at or above
 //!   the compact revision can see.
 //! * `leases`: the granted leases; written with the keys they affect.
+//! * `alarms`: active alarms (NOSPACE), replicated like the data.
 //! * `meta`: counters written in the same transaction as the data they
 //!   describe, so a crash never separates them.
 
@@ -17,6 +18,9 @@ pub const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("hi
 /// Lease id → granted TTL in seconds. Attached keys are not stored twice:
 /// they are the live keys whose record names the lease.
 pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
+
+/// Active alarms: `(member id, alarm type)`.
+pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
 
 /// Named counters and identities.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

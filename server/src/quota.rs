@@ -1,0 +1,109 @@
+//! The backend quota (`--quota-backend-bytes`, etcd's default 2 GiB): a write
+//! that would take the database file past it is refused with etcd's
+//! "database space exceeded" and raises the NOSPACE alarm. Costs follow
+//! etcd's estimate: the bytes a request adds plus a fixed per-key overhead.
+
+use rollcall_proto::etcdserverpb::{PutRequest, TxnRequest, request_op};
+
+/// etcd's default quota.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+/// Index and page overhead etcd charges per key written.
+const KV_OVERHEAD: u64 = 256;
+/// What etcd charges a lease grant.
+pub const LEASE_GRANT_COST: u64 = 64;
+
+pub fn put_cost(req: &PutRequest) -> u64 {
+    KV_OVERHEAD + req.key.len() as u64 + req.value.len() as u64
+}
+
+/// The bytes a txn may add: its costlier branch, nested txns included.
+pub fn txn_cost(req: &TxnRequest) -> u64 {
+    let branch = |ops: &[rollcall_proto::etcdserverpb::RequestOp]| -> u64 {
+        ops.iter()
+            .map(|op| match &op.request {
+                Some(request_op::Request::RequestPut(p)) => put_cost(p),
+                Some(request_op::Request::RequestTxn(t)) => txn_cost(t),
+                _ => 0,
+            })
+            .sum()
+    };
+    branch(&req.success).max(branch(&req.failure))
+}
+
+/// Whether adding `cost` bytes to a database of `db_size` stays within `quota`.
+pub fn fits(db_size: u64, cost: u64, quota: u64) -> bool {
+    db_size.saturating_add(cost) <= quota
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use rollcall_proto::etcdserverpb::RequestOp;
+
+    fn put(key: &'static [u8], value: &'static [u8]) -> RequestOp {
+        RequestOp {
+            request: Some(request_op::Request::RequestPut(PutRequest {
+                key: Bytes::from_static(key),
+                value: Bytes::from_static(value),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn txn_cost_is_the_costlier_branch() {
+        let txn = TxnRequest {
+            success: vec![put(b"a", b"12345")],
+            failure: vec![put(b"b", b"1"), put(b"c", b"1")],
+            ..Default::default()
+        };
+        assert_eq!(txn_cost(&txn), 2 * (KV_OVERHEAD + 2));
+        assert_eq!(txn_cost(&TxnRequest::default()), 0);
+        assert!(fits(10, 5, 15) && !fits(10, 6, 15));
+    }
+}
+
+/// Admits or refuses writes against the quota before they are proposed.
+#[derive(Clone)]
+pub struct QuotaGuard {
+    store: crate::mvcc::Store,
+    proposer: crate::proposer::Proposer,
+    quota_bytes: u64,
+}
+
+impl QuotaGuard {
+    pub fn new(store: crate::mvcc::Store, proposer: crate::proposer::Proposer, quota_bytes: u64) -> Self {
+        let quota_bytes = if quota_bytes == 0 { DEFAULT_QUOTA_BYTES } else { quota_bytes };
+        Self { store, proposer, quota_bytes }
+    }
+
+    pub fn quota_bytes(&self) -> u64 {
+        self.quota_bytes
+    }
+
+    /// Ok when a write adding `cost` bytes may go ahead; otherwise raises
+    /// NOSPACE (as etcd does) and refuses with "database space exceeded".
+    pub async fn admit(&self, cost: u64) -> Result<(), crate::error::Error> {
+        use crate::error::Error;
+        use rollcall_proto::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.store.read_committed().alarms.no_space() {
+            return Err(Error::NoSpace);
+        }
+        let size = u64::try_from(self.store.db_size()).unwrap_or(u64::MAX);
+        if fits(size, cost, self.quota_bytes) {
+            return Ok(());
+        }
+        tracing::warn!(db_size = size, quota = self.quota_bytes, "backend quota exceeded; raising NOSPACE");
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.store.identity.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        self.proposer.propose(crate::apply::Command::Alarm(raise)).await?;
+        Err(Error::NoSpace)
+    }
+}
