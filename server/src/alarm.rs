@@ -17,7 +17,9 @@ pub struct AlarmSet {
 
 impl AlarmSet {
     pub fn from_rows(rows: impl IntoIterator<Item = (u64, i32)>) -> Self {
-        Self { active: rows.into_iter().collect() }
+        Self {
+            active: rows.into_iter().collect(),
+        }
     }
 
     /// Active alarms of `kind`, or all of them for `AlarmType::None`.
@@ -41,7 +43,9 @@ impl AlarmSet {
 
     /// Whether any member has raised NOSPACE.
     pub fn no_space(&self) -> bool {
-        self.active.iter().any(|(_, alarm)| *alarm == AlarmType::Nospace as i32)
+        self.active
+            .iter()
+            .any(|(_, alarm)| *alarm == AlarmType::Nospace as i32)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,7 +77,10 @@ mod tests {
         assert!(alarms.no_space());
         assert_eq!(alarms.get(AlarmType::None as i32).len(), 1);
         assert!(alarms.get(AlarmType::Corrupt as i32).is_empty());
-        assert_eq!(alarms.describe(), vec!["memberID:7 alarm:NOSPACE ".to_string()]);
+        assert_eq!(
+            alarms.describe(),
+            vec!["memberID:7 alarm:NOSPACE ".to_string()]
+        );
         assert!(alarms.deactivate(7, nospace));
         assert!(!alarms.deactivate(7, nospace));
         assert!(alarms.is_empty());

@@ -7,19 +7,19 @@
 
 use redb::Table;
 use rollcall_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, alarm_request,
-    CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
-    PutResponse, RangeRequest, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
-    compare, request_op, response_op,
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, Compare,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RequestOp,
+    ResponseHeader, ResponseOp, TxnRequest, TxnResponse, alarm_request, compare, request_op,
+    response_op,
 };
 
 use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
-use crate::quota;
 use crate::mvcc::view::History;
 use crate::mvcc::{KeyRange, Record, View, WriteTxn};
+use crate::quota;
 
 /// A mutation of the replicated state.
 #[derive(Debug, Clone)]
@@ -55,13 +55,23 @@ fn adds_data(command: &Command) -> bool {
     match command {
         Command::Put(_) | Command::LeaseGrant(_) => true,
         Command::Txn(req) => quota::txn_cost(req) > 0,
-        Command::DeleteRange(_) | Command::Compact(_) | Command::LeaseRevoke(_) | Command::Alarm(_) => false,
+        Command::DeleteRange(_)
+        | Command::Compact(_)
+        | Command::LeaseRevoke(_)
+        | Command::Alarm(_) => false,
     }
 }
 
 /// Get, raise or disarm an alarm (etcd's `Alarm` apply).
-fn apply_alarm(txn: &WriteTxn<'_, '_>, side: &mut SideState<'_, '_>, req: &AlarmRequest) -> Result<AlarmResponse, Error> {
-    let member = AlarmMember { member_id: req.member_id, alarm: req.alarm };
+fn apply_alarm(
+    txn: &WriteTxn<'_, '_>,
+    side: &mut SideState<'_, '_>,
+    req: &AlarmRequest,
+) -> Result<AlarmResponse, Error> {
+    let member = AlarmMember {
+        member_id: req.member_id,
+        alarm: req.alarm,
+    };
     let alarms = match alarm_request::AlarmAction::try_from(req.action) {
         Ok(alarm_request::AlarmAction::Get) | Err(_) => side.alarms.get(req.alarm),
         Ok(alarm_request::AlarmAction::Activate) => {
@@ -79,7 +89,13 @@ fn apply_alarm(txn: &WriteTxn<'_, '_>, side: &mut SideState<'_, '_>, req: &Alarm
             }
         }
     };
-    Ok(AlarmResponse { header: Some(ResponseHeader { revision: txn.rev(), ..Default::default() }), alarms })
+    Ok(AlarmResponse {
+        header: Some(ResponseHeader {
+            revision: txn.rev(),
+            ..Default::default()
+        }),
+        alarms,
+    })
 }
 
 /// The replicated state beside the key space (leases, alarms), each with its

@@ -54,7 +54,10 @@ impl Policy {
                 let duration = if let Ok(hours) = text.parse::<u64>() {
                     Duration::from_secs(hours * 3600)
                 } else {
-                    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic()).ok_or_else(bad)?);
+                    let (number, unit) = text.split_at(
+                        text.find(|c: char| c.is_ascii_alphabetic())
+                            .ok_or_else(bad)?,
+                    );
                     let n: f64 = number.parse().map_err(|_| bad())?;
                     let seconds = match unit {
                         "h" => n * 3600.0,
@@ -65,7 +68,11 @@ impl Policy {
                     };
                     Duration::try_from_secs_f64(seconds).map_err(|_| bad())?
                 };
-                Ok(if duration.is_zero() { Self::Off } else { Self::Periodic(duration) })
+                Ok(if duration.is_zero() {
+                    Self::Off
+                } else {
+                    Self::Periodic(duration)
+                })
             }
         }
     }
@@ -73,7 +80,11 @@ impl Policy {
 
 /// The revision to compact to in periodic mode: the newest sample at least
 /// `retention` old. Samples older than that one are dropped.
-fn periodic_target(samples: &mut VecDeque<(Instant, i64)>, now: Instant, retention: Duration) -> Option<i64> {
+fn periodic_target(
+    samples: &mut VecDeque<(Instant, i64)>,
+    now: Instant,
+    retention: Duration,
+) -> Option<i64> {
     let cutoff = now.checked_sub(retention)?;
     let mut target = None;
     while let Some(&(at, rev)) = samples.front() {
@@ -122,8 +133,13 @@ pub async fn run(
             }
             Policy::Revision(keep) => Some(current - keep),
         };
-        let Some(target) = target.filter(|t| *t > compacted && *t > 0) else { continue };
-        let request = CompactionRequest { revision: target, physical: true };
+        let Some(target) = target.filter(|t| *t > compacted && *t > 0) else {
+            continue;
+        };
+        let request = CompactionRequest {
+            revision: target,
+            physical: true,
+        };
         match proposer.propose(Command::Compact(request)).await {
             Ok(_) => {
                 tracing::info!(revision = target, "auto-compacted");
@@ -144,10 +160,22 @@ mod tests {
     #[test]
     fn parses_etcd_retentions() {
         assert_eq!(Policy::parse(Mode::Periodic, "0").ok(), Some(Policy::Off));
-        assert_eq!(Policy::parse(Mode::Periodic, "1").ok(), Some(Policy::Periodic(Duration::from_secs(3600))));
-        assert_eq!(Policy::parse(Mode::Periodic, "30m").ok(), Some(Policy::Periodic(Duration::from_secs(1800))));
-        assert_eq!(Policy::parse(Mode::Periodic, "1.5h").ok(), Some(Policy::Periodic(Duration::from_secs(5400))));
-        assert_eq!(Policy::parse(Mode::Revision, "1000").ok(), Some(Policy::Revision(1000)));
+        assert_eq!(
+            Policy::parse(Mode::Periodic, "1").ok(),
+            Some(Policy::Periodic(Duration::from_secs(3600)))
+        );
+        assert_eq!(
+            Policy::parse(Mode::Periodic, "30m").ok(),
+            Some(Policy::Periodic(Duration::from_secs(1800)))
+        );
+        assert_eq!(
+            Policy::parse(Mode::Periodic, "1.5h").ok(),
+            Some(Policy::Periodic(Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            Policy::parse(Mode::Revision, "1000").ok(),
+            Some(Policy::Revision(1000))
+        );
         assert!(Policy::parse(Mode::Revision, "1h").is_err());
         assert!(Policy::parse(Mode::Periodic, "5x").is_err());
     }
@@ -160,9 +188,21 @@ mod tests {
         for (second, rev) in [(0, 5), (1, 8), (2, 12), (3, 20)] {
             samples.push_back((t0 + Duration::from_secs(second), rev));
         }
-        assert_eq!(periodic_target(&mut samples, t0 + Duration::from_secs(5), retention), None);
-        assert_eq!(periodic_target(&mut samples, t0 + Duration::from_secs(11), retention), Some(8));
-        assert_eq!(periodic_target(&mut samples, t0 + Duration::from_secs(11), retention), Some(8));
-        assert_eq!(periodic_target(&mut samples, t0 + Duration::from_secs(13), retention), Some(20));
+        assert_eq!(
+            periodic_target(&mut samples, t0 + Duration::from_secs(5), retention),
+            None
+        );
+        assert_eq!(
+            periodic_target(&mut samples, t0 + Duration::from_secs(11), retention),
+            Some(8)
+        );
+        assert_eq!(
+            periodic_target(&mut samples, t0 + Duration::from_secs(11), retention),
+            Some(8)
+        );
+        assert_eq!(
+            periodic_target(&mut samples, t0 + Duration::from_secs(13), retention),
+            Some(20)
+        );
     }
 }

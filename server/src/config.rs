@@ -19,7 +19,7 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_DATA_DIR", default_value = "./rollcall.data")]
     pub data_dir: PathBuf,
 
-    /// Comma-separated URLs to serve clients on (http only for now).
+    /// Comma-separated URLs to serve clients on (https:// needs --cert-file and --key-file).
     #[arg(
         long,
         env = "ROLLCALL_LISTEN_CLIENT_URLS",
@@ -35,7 +35,12 @@ pub struct ServeConfig {
 
     /// `periodic` keeps history for `--auto-compaction-retention` (a duration
     /// such as `1h`, or hours); `revision` keeps that many revisions.
-    #[arg(long, env = "ROLLCALL_AUTO_COMPACTION_MODE", value_enum, default_value = "periodic")]
+    #[arg(
+        long,
+        env = "ROLLCALL_AUTO_COMPACTION_MODE",
+        value_enum,
+        default_value = "periodic"
+    )]
     pub auto_compaction_mode: crate::compactor::Mode,
 
     /// History to keep when compacting automatically; `0` disables it.
@@ -43,8 +48,28 @@ pub struct ServeConfig {
     pub auto_compaction_retention: String,
 
     /// How often revision-mode auto-compaction checks, in milliseconds.
-    #[arg(long, env = "ROLLCALL_AUTO_COMPACTION_INTERVAL_MS", default_value_t = 300_000)]
+    #[arg(
+        long,
+        env = "ROLLCALL_AUTO_COMPACTION_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
     pub auto_compaction_interval_ms: u64,
+
+    /// Server certificate (PEM) for https:// client URLs.
+    #[arg(long, env = "ROLLCALL_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of `--cert-file`.
+    #[arg(long, env = "ROLLCALL_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that sign client certificates.
+    #[arg(long, env = "ROLLCALL_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+
+    /// Require clients to present a certificate signed by `--trusted-ca-file`.
+    #[arg(long, env = "ROLLCALL_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: bool,
 
     /// Comma-separated URLs for /metrics, /health, /livez and /readyz.
     #[arg(
@@ -102,22 +127,33 @@ pub struct ServeConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UrlError {
-    #[error("{0}: only http:// client URLs are supported")]
+    #[error("{0}: expected an http:// or https:// URL")]
     Scheme(String),
-    #[error("{0}: expected http://HOST:PORT with an IP address host")]
+    #[error("{0}: expected SCHEME://HOST:PORT with an IP address host")]
     Address(String),
 }
 
-/// Parses `http://IP:PORT` into the address to bind.
-pub fn parse_listen_url(url: &str) -> Result<SocketAddr, UrlError> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
-    let authority = rest.trim_end_matches('/');
-    let authority = authority.replace("localhost", "127.0.0.1");
-    authority
+/// A URL to listen on: the address, and whether it speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenUrl {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// Parses `http://IP:PORT` or `https://IP:PORT`.
+pub fn parse_listen_url(url: &str) -> Result<ListenUrl, UrlError> {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("http://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("https://") {
+        (rest, true)
+    } else {
+        return Err(UrlError::Scheme(url.to_string()));
+    };
+    let authority = rest.trim_end_matches('/').replace("localhost", "127.0.0.1");
+    let addr = authority
         .parse()
-        .map_err(|_| UrlError::Address(url.to_string()))
+        .map_err(|_| UrlError::Address(url.to_string()))?;
+    Ok(ListenUrl { addr, tls })
 }
 
 #[cfg(test)]
@@ -128,14 +164,20 @@ mod tests {
     fn parses_listen_urls() {
         assert_eq!(
             parse_listen_url("http://127.0.0.1:2379").ok(),
-            Some(SocketAddr::from(([127, 0, 0, 1], 2379)))
+            Some(ListenUrl {
+                addr: SocketAddr::from(([127, 0, 0, 1], 2379)),
+                tls: false
+            })
         );
         assert_eq!(
-            parse_listen_url("http://localhost:1/").ok(),
-            Some(SocketAddr::from(([127, 0, 0, 1], 1)))
+            parse_listen_url("https://localhost:1/").ok(),
+            Some(ListenUrl {
+                addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+                tls: true
+            })
         );
         assert!(matches!(
-            parse_listen_url("https://127.0.0.1:1"),
+            parse_listen_url("unix://x:1"),
             Err(UrlError::Scheme(_))
         ));
         assert!(matches!(

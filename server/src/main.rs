@@ -78,7 +78,17 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting rollcall");
     let listeners = Listeners {
         client: bind_all(&config.listen_client_urls).await?,
-        metrics: bind_all(&config.listen_metrics_urls).await?,
+        metrics: bind_all(&config.listen_metrics_urls)
+            .await?
+            .into_iter()
+            .map(|(listener, tls)| {
+                if tls {
+                    Err("--listen-metrics-urls: https is not supported; use http".to_string())
+                } else {
+                    Ok(listener)
+                }
+            })
+            .collect::<Result<_, _>>()?,
     };
     rollcall_server::server::run(config, listeners, shutdown_signal())
         .await
@@ -101,15 +111,16 @@ fn restore(file: &std::path::Path, data_dir: &std::path::Path) -> Result<(), Str
     Ok(())
 }
 
-async fn bind_all(urls: &[String]) -> Result<Vec<TcpListener>, String> {
+/// Binds every URL; each listener comes with whether it speaks TLS.
+async fn bind_all(urls: &[String]) -> Result<Vec<(TcpListener, bool)>, String> {
     let mut listeners = Vec::new();
     // An empty URL list (`--listen-metrics-urls ''`) disables that listener.
     for url in urls.iter().filter(|u| !u.is_empty()) {
-        let addr = parse_listen_url(url).map_err(|e| e.to_string())?;
-        let listener = TcpListener::bind(addr)
+        let parsed = parse_listen_url(url).map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(parsed.addr)
             .await
             .map_err(|e| format!("cannot listen on {url}: {e}"))?;
-        listeners.push(listener);
+        listeners.push((listener, parsed.tls));
     }
     Ok(listeners)
 }

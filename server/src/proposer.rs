@@ -92,7 +92,10 @@ impl Proposer {
     /// Defragments the database; returns how long writes (and reads) waited.
     pub async fn defragment(&self) -> Result<Duration, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Work::Defragment(reply)).await.map_err(|_| Error::Stopped)?;
+        self.tx
+            .send(Work::Defragment(reply))
+            .await
+            .map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 }

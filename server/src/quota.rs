@@ -73,9 +73,21 @@ pub struct QuotaGuard {
 }
 
 impl QuotaGuard {
-    pub fn new(store: crate::mvcc::Store, proposer: crate::proposer::Proposer, quota_bytes: u64) -> Self {
-        let quota_bytes = if quota_bytes == 0 { DEFAULT_QUOTA_BYTES } else { quota_bytes };
-        Self { store, proposer, quota_bytes }
+    pub fn new(
+        store: crate::mvcc::Store,
+        proposer: crate::proposer::Proposer,
+        quota_bytes: u64,
+    ) -> Self {
+        let quota_bytes = if quota_bytes == 0 {
+            DEFAULT_QUOTA_BYTES
+        } else {
+            quota_bytes
+        };
+        Self {
+            store,
+            proposer,
+            quota_bytes,
+        }
     }
 
     pub fn quota_bytes(&self) -> u64 {
@@ -97,13 +109,19 @@ impl QuotaGuard {
         if fits(size, cost, self.quota_bytes) {
             return Ok(());
         }
-        tracing::warn!(db_size = size, quota = self.quota_bytes, "backend quota exceeded; raising NOSPACE");
+        tracing::warn!(
+            db_size = size,
+            quota = self.quota_bytes,
+            "backend quota exceeded; raising NOSPACE"
+        );
         let raise = AlarmRequest {
             action: AlarmAction::Activate as i32,
             member_id: self.store.identity.member_id,
             alarm: AlarmType::Nospace as i32,
         };
-        self.proposer.propose(crate::apply::Command::Alarm(raise)).await?;
+        self.proposer
+            .propose(crate::apply::Command::Alarm(raise))
+            .await?;
         Err(Error::NoSpace)
     }
 }

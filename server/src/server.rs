@@ -19,8 +19,8 @@ use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::oversize::OversizeStatusLayer;
 use crate::api::watch::WatchService;
-use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
 use crate::compactor::{self, Policy, RetentionError};
+use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::lease::expiry::{self, ExpiryConfig};
@@ -29,6 +29,7 @@ use crate::metrics::http::HttpState;
 use crate::metrics::{self, Metrics};
 use crate::mvcc::Store;
 use crate::net;
+use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::proposer::Proposer;
 use crate::quota::QuotaGuard;
 use crate::watch::WatchHub;
@@ -43,14 +44,18 @@ pub enum ServeError {
     Applier(String),
     #[error(transparent)]
     Config(#[from] RetentionError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("https:// client URLs need --cert-file and --key-file")]
+    TlsWithoutCertificate,
 }
 
 /// Serves clients on `listeners` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish and waits for the applier.
 /// The sockets a member serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
-    /// gRPC client API.
-    pub client: Vec<TcpListener>,
+    /// gRPC client API, each with whether it speaks TLS.
+    pub client: Vec<(TcpListener, bool)>,
     /// HTTP metrics and health.
     pub metrics: Vec<TcpListener>,
 }
@@ -64,7 +69,23 @@ pub async fn run(
         client: listeners,
         metrics: metrics_listeners,
     } = listeners;
-    let compaction = Policy::parse(config.auto_compaction_mode, &config.auto_compaction_retention)?;
+    let compaction = Policy::parse(
+        config.auto_compaction_mode,
+        &config.auto_compaction_retention,
+    )?;
+    let acceptor = if listeners.iter().any(|(_, tls)| *tls) {
+        let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) else {
+            return Err(ServeError::TlsWithoutCertificate);
+        };
+        Some(tls::acceptor(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            trusted_ca: config.trusted_ca_file.clone(),
+            client_cert_auth: config.client_cert_auth,
+        })?)
+    } else {
+        None
+    };
     let store = Store::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     {
@@ -123,7 +144,8 @@ pub async fn run(
     ))
     .max_decoding_message_size(max_message)
     .max_encoding_message_size(usize::MAX);
-    let maintenance = MaintenanceServer::new(MaintenanceService::new(store.clone(), proposer.clone()));
+    let maintenance =
+        MaintenanceServer::new(MaintenanceService::new(store.clone(), proposer.clone()));
     let lease = LeaseServer::new(LeaseService::new(
         store.clone(),
         proposer.clone(),
@@ -134,8 +156,8 @@ pub async fn run(
     ));
     let client_urls = listeners
         .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|a| format!("http://{a}"))
+        .filter_map(|(l, tls)| Some((l.local_addr().ok()?, *tls)))
+        .map(|(a, tls)| format!("{}://{a}", if tls { "https" } else { "http" }))
         .collect();
     let cluster = ClusterServer::new(ClusterService::new(
         HeaderFiller::new(store.clone()),
@@ -163,7 +185,7 @@ pub async fn run(
     ))
     .max_decoding_message_size(max_message);
     let mut servers = tokio::task::JoinSet::new();
-    for listener in listeners {
+    for (listener, tls) in listeners {
         let addr = listener.local_addr().ok();
         let mut stop = stop_rx.clone();
         let router = tonic::transport::Server::builder()
@@ -175,10 +197,19 @@ pub async fn run(
             .add_service(watch.clone())
             .add_service(cluster.clone());
         tracing::info!(address = ?addr, "ready to serve client requests");
-        let incoming = net::incoming::incoming(listener);
-        servers.spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let stopped = async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
-        }));
+        };
+        match (&acceptor, tls) {
+            (Some(acceptor), true) => {
+                let incoming = net::incoming::incoming_tls(listener, acceptor.clone());
+                servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            }
+            _ => {
+                let incoming = net::incoming::incoming(listener);
+                servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+            }
+        }
     }
 
     let http_state = Arc::new(HttpState {

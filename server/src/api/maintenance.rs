@@ -13,11 +13,11 @@ use tonic::{Request, Response, Status};
 
 use super::header::{HeaderFiller, RAFT_TERM};
 use crate::apply::{Applied, Command};
-use crate::storage::snapshot;
 use crate::error::Error;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 use crate::storage::MetaKey;
+use crate::storage::snapshot;
 
 /// The etcd API version rollcall is compatible with, reported in `version`:
 /// clients (Kubernetes among them) gate features on it. rollcall's own version
@@ -33,30 +33,56 @@ pub struct MaintenanceService {
 impl MaintenanceService {
     pub fn new(store: Store, proposer: Proposer) -> Self {
         let header = HeaderFiller::new(store.clone());
-        Self { store, proposer, header }
+        Self {
+            store,
+            proposer,
+            header,
+        }
     }
 }
 
 #[tonic::async_trait]
 impl Maintenance for MaintenanceService {
-    async fn defragment(&self, _: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         let before = self.store.db_size();
         let held = self.proposer.defragment().await?;
-        tracing::info!(before, after = self.store.db_size(), writes_held_ms = held.as_millis(), "defragment");
-        Ok(Response::new(DefragmentResponse { header: self.header.header() }))
+        tracing::info!(
+            before,
+            after = self.store.db_size(),
+            writes_held_ms = held.as_millis(),
+            "defragment"
+        );
+        Ok(Response::new(DefragmentResponse {
+            header: self.header.header(),
+        }))
     }
 
-    async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let requested = request.into_inner().revision;
         let (hash, compact_revision) = self
             .store
             .read(|view| Ok((view.hash_kv(requested)?.0, view.compact_rev.max(0))))?;
-        Ok(Response::new(HashKvResponse { header: self.header.header(), hash, compact_revision }))
+        Ok(Response::new(HashKvResponse {
+            header: self.header.header(),
+            hash,
+            compact_revision,
+        }))
     }
 
-    async fn snapshot(&self, _: Request<SnapshotRequest>) -> Result<Response<SnapshotStream>, Status> {
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotStream>, Status> {
         let store = self.store.clone();
-        let path = store.data_dir().join(format!("snapshot-{:016x}.tmp", rand::random::<u64>()));
+        let path = store
+            .data_dir()
+            .join(format!("snapshot-{:016x}.tmp", rand::random::<u64>()));
         let copy_path = path.clone();
         let digest = tokio::task::spawn_blocking(move || {
             snapshot::write_copy(&store.db(), &copy_path)?;
@@ -78,20 +104,31 @@ impl Maintenance for MaintenanceService {
         let header = self.header.header();
         tokio::spawn(async move {
             if let Err(e) = stream_snapshot(&path, digest, header, &tx).await {
-                let _ = tx.send(Err(Status::internal(format!("snapshot: {e}")))).await;
+                let _ = tx
+                    .send(Err(Status::internal(format!("snapshot: {e}"))))
+                    .await;
             }
             let _ = tokio::fs::remove_file(&path).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        match self.proposer.propose(Command::Alarm(request.into_inner())).await? {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        match self
+            .proposer
+            .propose(Command::Alarm(request.into_inner()))
+            .await?
+        {
             Applied::Alarm(mut resp) => {
                 self.header.fill(&mut resp.header);
                 Ok(Response::new(resp))
             }
-            _ => Err(Status::internal("applier answered with the wrong response kind")),
+            _ => Err(Status::internal(
+                "applier answered with the wrong response kind",
+            )),
         }
     }
 
@@ -133,7 +170,11 @@ async fn stream_snapshot(
     let mut buf = vec![0u8; SNAPSHOT_CHUNK];
     loop {
         let n = file.read(&mut buf).await?;
-        let blob = if n == 0 { digest.to_vec() } else { buf[..n].to_vec() };
+        let blob = if n == 0 {
+            digest.to_vec()
+        } else {
+            buf[..n].to_vec()
+        };
         sent += blob.len() as u64;
         let resp = SnapshotResponse {
             header: header.take(),

@@ -23,9 +23,9 @@ use super::index::TreeIndex;
 use super::record::Record;
 use super::revision::Revision;
 use super::view::View;
+use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
-use crate::alarm::AlarmSet;
 use crate::storage::{self, ALARMS, HISTORY, LEASES, META, MetaKey};
 
 /// What readers may see, guarded by one lock.
@@ -109,14 +109,19 @@ impl Store {
     /// The database, shared (the applier writes through a shared handle too:
     /// redb serializes writers itself and we have only one).
     pub fn db(&self) -> RwLockReadGuard<'_, Database> {
-        self.db.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Compacts the database file (etcd's defragmentation), with every reader
     /// and writer held off meanwhile. Only the applier calls this, between
     /// batches, so no write transaction is open.
     pub fn defragment(&self) -> Result<(), Error> {
-        let mut db = self.db.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut db = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Each pass moves pages towards the start; a few passes reach the end.
         for _ in 0..8 {
             if !db.compact().map_err(|e| Error::Storage(e.into()))? {

@@ -3,3 +3,4 @@
 
 pub mod authority;
 pub mod incoming;
+pub mod tls;

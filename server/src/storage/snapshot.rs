@@ -18,7 +18,10 @@ pub const TRAILER: usize = 32;
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} is too short to be a snapshot")]
     TooShort(PathBuf),
     #[error("{0}: checksum mismatch (the snapshot is corrupt or truncated)")]
@@ -30,10 +33,17 @@ pub enum SnapshotError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io { path: path.to_path_buf(), source }
+    move |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
-fn copy_table<K, V>(from: &redb::ReadTransaction, to: &redb::WriteTransaction, table: TableDefinition<K, V>) -> Result<(), Error>
+fn copy_table<K, V>(
+    from: &redb::ReadTransaction,
+    to: &redb::WriteTransaction,
+    table: TableDefinition<K, V>,
+) -> Result<(), Error>
 where
     K: redb::Key + 'static,
     V: redb::Value + 'static,
@@ -78,7 +88,11 @@ pub fn file_digest(path: &Path) -> Result<[u8; TRAILER], SnapshotError> {
 /// Restores `snapshot` (database + SHA-256 trailer) into `data_dir` as a new
 /// member: the data, leases and alarms are kept, the cluster and member ids
 /// are chosen anew. `progress` is told the bytes done and the total.
-pub fn restore(snapshot: &Path, data_dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<(), SnapshotError> {
+pub fn restore(
+    snapshot: &Path,
+    data_dir: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(), SnapshotError> {
     let target = data_dir.join(DB_FILE);
     if target.exists() {
         return Err(SnapshotError::NotEmpty(data_dir.to_path_buf()));
@@ -120,7 +134,8 @@ pub fn restore(snapshot: &Path, data_dir: &Path, mut progress: impl FnMut(u64, u
     {
         let mut meta = txn.open_table(META).map_err(Error::from)?;
         for key in [MetaKey::ClusterId, MetaKey::MemberId] {
-            meta.insert(key.as_str(), rand::random::<u64>().max(1)).map_err(Error::from)?;
+            meta.insert(key.as_str(), rand::random::<u64>().max(1))
+                .map_err(Error::from)?;
         }
     }
     txn.commit().map_err(Error::from)?;

@@ -1,0 +1,200 @@
+//! TLS on the client listener, driven by the real `etcdctl`: server
+//! authentication, mutual TLS with `--client-cert-auth`, and refusal of a
+//! client without a certificate. Certificates are made per test with rcgen.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SanType,
+};
+use rollcall_tests::ports::free_port;
+use rollcall_tests::{Tool, require_or_skip};
+
+/// PEM files of a CA, a server certificate for 127.0.0.1 and a client certificate.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "rollcall test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+        let server_key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        server
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server_cert = server.signed_by(&server_key, &ca).unwrap();
+
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+        client.distinguished_name.push(DnType::CommonName, "client");
+        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let client_cert = client.signed_by(&client_key, &ca).unwrap();
+
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write("ca.pem", ca.pem());
+        write("server.pem", server_cert.pem());
+        write("server.key", server_key.serialize_pem());
+        write("client.pem", client_cert.pem());
+        write("client.key", client_key.serialize_pem());
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// A rollcall process serving https on a free port; killed on drop.
+struct TlsServer {
+    child: Child,
+    endpoint: String,
+    _data: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start(pki: &Pki, client_cert_auth: bool) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let endpoint = format!("https://127.0.0.1:{}", free_port().unwrap());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rollcall"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--listen-client-urls")
+            .arg(&endpoint)
+            .arg("--listen-metrics-urls")
+            .arg(format!("http://127.0.0.1:{}", free_port().unwrap()))
+            .arg("--cert-file")
+            .arg(pki.path("server.pem"))
+            .arg("--key-file")
+            .arg(pki.path("server.key"))
+            .arg("--trusted-ca-file")
+            .arg(pki.path("ca.pem"));
+        if client_cert_auth {
+            cmd.arg("--client-cert-auth");
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            child,
+            endpoint,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs etcdctl against `endpoint`; `certs` adds the client certificate.
+fn etcdctl(endpoint: &str, pki: &Pki, certs: bool, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(endpoint)
+        .arg("--cacert")
+        .arg(pki.path("ca.pem"))
+        .arg("--dial-timeout=2s")
+        .arg("--command-timeout=3s");
+    if certs {
+        cmd.arg("--cert")
+            .arg(pki.path("client.pem"))
+            .arg("--key")
+            .arg(pki.path("client.key"));
+    }
+    cmd.args(args).output().unwrap()
+}
+
+/// Retries `put` until the server answers (bounded), returning the last output.
+fn wait_ready(server: &TlsServer, pki: &Pki, certs: bool) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = etcdctl(&server.endpoint, pki, certs, &["put", "ready", "1"]);
+        if out.status.success() || Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn server_tls_serves_etcdctl() {
+    if !require_or_skip(Tool::Etcdctl, "tls::server_tls_serves_etcdctl") {
+        return;
+    }
+    let pki = Pki::new();
+    let server = TlsServer::start(&pki, false);
+    let ready = wait_ready(&server, &pki, false);
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let put = etcdctl(&server.endpoint, &pki, false, &["put", "/tls/k", "v"]);
+    assert_eq!(stdout(&put).trim(), "OK");
+    let get = etcdctl(&server.endpoint, &pki, false, &["get", "/tls/k"]);
+    assert_eq!(stdout(&get), "/tls/k\nv\n");
+    // endpoint status sends the schemed URL as :authority, over TLS too.
+    let status = etcdctl(&server.endpoint, &pki, false, &["endpoint", "status"]);
+    assert!(
+        stdout(&status).starts_with(&server.endpoint),
+        "{}",
+        stdout(&status)
+    );
+}
+
+#[test]
+fn client_cert_auth_requires_a_signed_client_certificate() {
+    if !require_or_skip(
+        Tool::Etcdctl,
+        "tls::client_cert_auth_requires_a_signed_client_certificate",
+    ) {
+        return;
+    }
+    let pki = Pki::new();
+    let server = TlsServer::start(&pki, true);
+    let ready = wait_ready(&server, &pki, true);
+    assert!(
+        ready.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ready.stderr)
+    );
+    let get = etcdctl(
+        &server.endpoint,
+        &pki,
+        true,
+        &["get", "ready", "--print-value-only"],
+    );
+    assert_eq!(stdout(&get).trim(), "1");
+
+    let refused = etcdctl(&server.endpoint, &pki, false, &["get", "ready"]);
+    assert!(
+        !refused.status.success(),
+        "a client without a certificate was served"
+    );
+    assert!(stdout(&refused).is_empty());
+}
