@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a registry member.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Work with snapshots taken by `etcdctl snapshot save` (Maintenance.Snapshot).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(config) => runtime.block_on(serve(config)),
+        Command::Serve(config) => runtime.block_on(serve(*config)),
         Command::Snapshot(SnapshotCommand::Restore { file, data_dir }) => restore(&file, &data_dir),
     };
     match result {
