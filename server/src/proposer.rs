@@ -109,9 +109,9 @@ impl Applier {
     ) {
         let m = &self.metrics;
         m.batch_size.observe(results.len() as f64);
-        let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
-        m.proposals_committed.inc_by(ok);
-        m.proposals_failed.inc_by(results.len() as u64 - ok);
+        // As in etcd, a command refused by apply (unknown lease, compacted
+        // revision...) was still committed; "failed" means it never committed.
+        m.proposals_committed.inc_by(results.len() as u64);
         for result in results {
             match result {
                 Ok(Applied::LeaseGrant(_)) => {
@@ -171,6 +171,7 @@ impl Applier {
                 && let Err(e) = self.apply_batch(&mut batch)
             {
                 tracing::error!(error = %e, "storage failure in the applier; stopping writes");
+                self.metrics.proposals_failed.inc_by(batch.len() as u64);
                 for proposal in batch.drain(..) {
                     let _ = proposal.reply.send(Err(Error::Stopped));
                 }

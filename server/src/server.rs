@@ -135,6 +135,7 @@ pub async fn run(
 
     let max_message = config.max_request_bytes + GRPC_OVERHEAD_BYTES;
     let quota = QuotaGuard::new(store.clone(), proposer.clone(), config.quota_backend_bytes);
+    let quota_bytes_in_force = quota.quota_bytes();
     let kv = KvServer::new(KvService::new(
         store.clone(),
         proposer.clone(),
@@ -214,6 +215,7 @@ pub async fn run(
 
     let http_state = Arc::new(HttpState {
         metrics,
+        quota_bytes: quota_bytes_in_force,
         store: store.clone(),
         proposer: proposer.clone(),
     });

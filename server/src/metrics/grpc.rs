@@ -1,5 +1,5 @@
-//! A tower layer recording `grpc_server_handled_total` and
-//! `grpc_server_handling_seconds` (go-grpc-prometheus names and labels) for
+//! A tower layer recording `grpc_server_started_total`,
+//! `grpc_server_handled_total` and `grpc_server_handling_seconds` (go-grpc-prometheus names and labels) for
 //! every RPC. The status of a successful call travels in the trailers, so the
 //! response body is wrapped to see them; a stream is counted when it ends.
 
@@ -100,6 +100,7 @@ where
         let labels = method_labels(request.uri().path());
         let metrics = self.metrics.clone();
         let start = Instant::now();
+        metrics.grpc_started.get_or_create(&labels).inc();
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;

@@ -13,7 +13,9 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::{InstanceLabels, Metrics};
+use rollcall_proto::etcdserverpb::AlarmType;
+
+use super::{AlarmLabels, InstanceLabels, Metrics};
 use crate::mvcc::{KeyRange, Store};
 use crate::proposer::Proposer;
 
@@ -22,6 +24,8 @@ const SERVICES_PREFIX: &[u8] = b"/services/";
 
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
+    /// The configured backend quota, exported as etcd does.
+    pub quota_bytes: u64,
     pub store: Store,
     pub proposer: Proposer,
 }
@@ -118,6 +122,25 @@ fn sample(state: &HttpState) {
     let size = state.store.db_size();
     metrics.db_total_size.set(size);
     metrics.db_in_use_size.set(size);
+    metrics
+        .quota_backend_bytes
+        .set(i64::try_from(state.quota_bytes).unwrap_or(i64::MAX));
+    // Every alarm type is exported, 0 when not raised, so rules see a series.
+    let active = state
+        .store
+        .read_committed()
+        .alarms
+        .get(AlarmType::None as i32);
+    for kind in [AlarmType::Nospace, AlarmType::Corrupt] {
+        let raised = active.iter().any(|a| a.alarm == kind as i32);
+        let labels = AlarmLabels {
+            alarm: kind.as_str_name().to_string(),
+        };
+        metrics
+            .alarm_active
+            .get_or_create(&labels)
+            .set(i64::from(raised));
+    }
     let range = KeyRange::Span {
         start: Bytes::from_static(SERVICES_PREFIX),
         end: Some(Bytes::from(crate::watch::index::prefix_end(

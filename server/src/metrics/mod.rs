@@ -54,9 +54,17 @@ pub struct Metrics {
     pub lease_renewed: Counter,
     pub lease_expired: Counter,
     pub batch_size: Histogram,
+    pub grpc_started: Family<GrpcMethodLabels, Counter>,
     pub grpc_handled: Family<GrpcCodeLabels, Counter>,
     pub grpc_handling_seconds: Family<GrpcMethodLabels, Histogram>,
     pub registry_instances: Family<InstanceLabels, Gauge>,
+    pub quota_backend_bytes: Gauge,
+    pub alarm_active: Family<AlarmLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlarmLabels {
+    pub alarm: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,9 +99,12 @@ impl Metrics {
             lease_renewed: Counter::default(),
             lease_expired: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            grpc_started: Family::default(),
             grpc_handled: Family::default(),
             grpc_handling_seconds: Family::new_with_constructor(latency_histogram),
             registry_instances: Family::default(),
+            quota_backend_bytes: Gauge::default(),
+            alarm_active: Family::default(),
         };
         let mut registry = Registry::default();
         m.register_all(&mut registry);
@@ -106,99 +117,114 @@ impl Metrics {
     fn register_all(&self, r: &mut Registry) {
         // Counters get their `_total` suffix from the encoder.
         r.register(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes",
+            self.quota_backend_bytes.clone(),
+        );
+        r.register(
+            "rollcall_alarm_active",
+            "Active alarms by type (1 while raised)",
+            self.alarm_active.clone(),
+        );
+        r.register(
+            "grpc_server_started",
+            "RPCs started, by method",
+            self.grpc_started.clone(),
+        );
+        r.register(
             "etcd_server_has_leader",
-            "Whether a leader exists (1) or not (0).",
+            "Whether a leader exists (1) or not (0)",
             self.has_leader.clone(),
         );
         r.register(
             "etcd_server_leader_changes_seen",
-            "Leader changes seen.",
+            "Leader changes seen",
             self.leader_changes.clone(),
         );
         r.register(
             "etcd_server_proposals_committed",
-            "Proposals committed.",
+            "Proposals committed",
             self.proposals_committed.clone(),
         );
         r.register(
             "etcd_server_proposals_failed",
-            "Proposals refused or failed.",
+            "Proposals refused or failed",
             self.proposals_failed.clone(),
         );
         r.register(
             "etcd_mvcc_db_total_size_in_bytes",
-            "Database file size in bytes.",
+            "Database file size in bytes",
             self.db_total_size.clone(),
         );
         r.register(
             "etcd_mvcc_db_total_size_in_use_in_bytes",
-            "Database bytes in use (rollcall: the file size until defragmentation exists).",
+            "Database bytes in use (rollcall: the file size until defragmentation exists)",
             self.db_in_use_size.clone(),
         );
         r.register(
-            "etcd_debugging_mvcc_keys",
-            "Live keys.",
+            "etcd_debugging_mvcc_keys_total",
+            "Live keys",
             self.keys_total.clone(),
         );
-        r.register("etcd_mvcc_put", "Keys put.", self.put_total.clone());
+        r.register("etcd_mvcc_put", "Keys put", self.put_total.clone());
         r.register(
             "etcd_mvcc_delete",
-            "Keys deleted.",
+            "Keys deleted",
             self.delete_total.clone(),
         );
         r.register(
             "etcd_disk_backend_commit_duration_seconds",
-            "Latency of redb commits (with fsync).",
+            "Latency of redb commits (with fsync)",
             self.backend_commit_seconds.clone(),
         );
         r.register(
-            "etcd_debugging_mvcc_watcher",
-            "Current watchers.",
+            "etcd_debugging_mvcc_watcher_total",
+            "Current watchers",
             self.watchers.clone(),
         );
         r.register(
             "etcd_debugging_lease_granted",
-            "Leases granted.",
+            "Leases granted",
             self.lease_granted.clone(),
         );
         r.register(
             "etcd_debugging_lease_revoked",
-            "Leases revoked.",
+            "Leases revoked",
             self.lease_revoked.clone(),
         );
         r.register(
             "etcd_debugging_lease_renewed",
-            "Lease renewals.",
+            "Lease renewals",
             self.lease_renewed.clone(),
         );
         r.register(
             "rollcall_lease_expired",
-            "Leases revoked because they expired.",
+            "Leases revoked because they expired",
             self.lease_expired.clone(),
         );
         r.register(
             "rollcall_watch_slow_watchers",
-            "Watchers catching up from history (slow readers included).",
+            "Watchers catching up from history (slow readers included)",
             self.slow_watchers.clone(),
         );
         r.register(
             "rollcall_group_commit_batch_size",
-            "Commands per redb commit.",
+            "Commands per redb commit",
             self.batch_size.clone(),
         );
         r.register(
             "grpc_server_handled",
-            "RPCs completed, by method and code.",
+            "RPCs completed, by method and code",
             self.grpc_handled.clone(),
         );
         r.register(
             "grpc_server_handling_seconds",
-            "RPC latency, by method.",
+            "RPC latency, by method",
             self.grpc_handling_seconds.clone(),
         );
         r.register(
             "rollcall_registry_instances",
-            "Registered service instances under /services/, by service and health.",
+            "Registered service instances under /services/, by service and health",
             self.registry_instances.clone(),
         );
     }

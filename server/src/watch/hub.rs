@@ -208,6 +208,7 @@ impl WatchHub {
                 tx,
             },
         );
+        self.update_gauges(&state);
         drop(state);
         if !synced {
             self.runtime.spawn(catch_up(self.clone(), key));
