@@ -67,7 +67,7 @@ impl Maintenance for MaintenanceService {
         let requested = request.into_inner().revision;
         let (hash, compact_revision) = self
             .store
-            .read(|view| Ok((view.hash_kv(requested)?.0, view.compact_rev.max(0))))?;
+            .read(|view| Ok((view.hash_kv(requested)?.0, view.compact_rev)))?;
         Ok(Response::new(HashKvResponse {
             header: self.header.header(),
             hash,

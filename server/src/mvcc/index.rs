@@ -85,6 +85,11 @@ impl TreeIndex {
         out
     }
 
+    /// Whether `rev` is still part of `key`'s history (not compacted away).
+    pub fn holds(&self, key: &[u8], rev: Revision) -> bool {
+        self.keys.get(key).is_some_and(|ki| ki.holds(rev))
+    }
+
     /// How many keys are alive at revision `at`.
     pub fn live_count(&self, at: i64) -> usize {
         self.keys.values().filter(|ki| ki.get(at).is_some()).count()

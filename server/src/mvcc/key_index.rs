@@ -102,6 +102,11 @@ impl KeyIndex {
         &mut self.generations[last]
     }
 
+    /// Whether `rev` is one of this key's revisions.
+    pub fn holds(&self, rev: Revision) -> bool {
+        self.generations.iter().any(|g| g.revs.binary_search(&rev).is_ok())
+    }
+
     /// True when nothing of the key is left (no revision in any generation).
     pub fn is_empty(&self) -> bool {
         self.generations.iter().all(Generation::is_empty)

@@ -94,8 +94,10 @@ impl Store {
         f: impl FnOnce(&View<'_, ReadOnlyTable<(i64, i64), &'static [u8]>>) -> Result<R, Error>,
     ) -> Result<R, Error> {
         let committed = self.read_committed();
-        // Begun under the lock: see the module invariants.
-        let txn = self.db().begin_read()?;
+        // Begun under the lock: see the module invariants. The database guard
+        // lives as long as the transaction, so defragmentation waits for it.
+        let db = self.db();
+        let txn = db.begin_read()?;
         let history = txn.open_table(HISTORY)?;
         let view = View {
             index: &committed.index,

@@ -218,15 +218,30 @@ impl<H: History> View<'_, H> {
 }
 
 impl<H: History> View<'_, H> {
-    /// etcd's HashKV: a CRC-32 of every history record up to revision
-    /// `requested` (0 = newest) that compaction kept, for comparing members.
-    /// Returns the hash and the revision it covers.
+    /// etcd's HashKV: a CRC-32 of the history a member keeps up to revision
+    /// `requested` (0 = newest): every record above the compact revision and,
+    /// at or below it, only those compaction keeps. Whether the physical
+    /// deletion has run yet does not change the hash. Returns the hash and the
+    /// revision it covers.
     pub fn hash_kv(&self, requested: i64) -> Result<(u32, i64), Error> {
-        let at = self.resolve(requested)?;
+        if requested > self.rev {
+            return Err(Error::FutureRevision);
+        }
+        // Unlike a range, etcd refuses the compact revision itself here.
+        if requested > 0 && requested <= self.compact_rev {
+            return Err(Error::Compacted);
+        }
+        let at = if requested <= 0 { self.rev } else { requested };
         let mut hasher = crc32fast::Hasher::new();
         for entry in self.history.range(..=(at, i64::MAX))? {
             let (k, v) = entry?;
             let (main, sub) = k.value();
+            if main <= self.compact_rev {
+                let record = Record::decode((main, sub), v.value())?;
+                if !self.index.holds(&record.kv().key, Revision::new(main, sub)) {
+                    continue;
+                }
+            }
             hasher.update(&main.to_be_bytes());
             hasher.update(&sub.to_be_bytes());
             hasher.update(v.value());

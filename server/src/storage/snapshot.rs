@@ -26,7 +26,7 @@ pub enum SnapshotError {
     TooShort(PathBuf),
     #[error("{0}: checksum mismatch (the snapshot is corrupt or truncated)")]
     Checksum(PathBuf),
-    #[error("{0} already holds a database; restore into an empty data directory")]
+    #[error("{0} is not empty; restore into a new or empty data directory")]
     NotEmpty(PathBuf),
     #[error(transparent)]
     Store(#[from] Error),
@@ -94,7 +94,10 @@ pub fn restore(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(), SnapshotError> {
     let target = data_dir.join(DB_FILE);
-    if target.exists() {
+    // As etcd: never restore over anything, not even unrelated files.
+    if let Ok(mut entries) = std::fs::read_dir(data_dir)
+        && entries.next().is_some()
+    {
         return Err(SnapshotError::NotEmpty(data_dir.to_path_buf()));
     }
     std::fs::create_dir_all(data_dir).map_err(io(data_dir))?;
@@ -126,10 +129,21 @@ pub fn restore(
     }
     output.sync_all().map_err(io(&partial))?;
     drop(output);
-    std::fs::rename(&partial, &target).map_err(io(&target))?;
 
-    // A restored member is a new member of a new cluster, as with etcd.
-    let db = Database::open(&target).map_err(Error::from)?;
+    // A restored member is a new member of a new cluster, as with etcd. The
+    // file is opened (and so checked to be a redb database) before it takes
+    // the database's name.
+    let reset = reset_identity(&partial);
+    if let Err(e) = reset {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
+    std::fs::rename(&partial, &target).map_err(io(&target))?;
+    Ok(())
+}
+
+fn reset_identity(path: &Path) -> Result<(), Error> {
+    let db = Database::open(path)?;
     let txn = db.begin_write().map_err(Error::from)?;
     {
         let mut meta = txn.open_table(META).map_err(Error::from)?;
