@@ -5,7 +5,6 @@
 //! A command is checked completely against the state before it changes
 //! anything, so a refused command leaves no partial effect behind.
 
-use redb::Table;
 use rollcall_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, Compare,
     DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
@@ -14,12 +13,12 @@ use rollcall_proto::etcdserverpb::{
     response_op,
 };
 
-use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
 use crate::mvcc::view::History;
 use crate::mvcc::{KeyRange, Record, View, WriteTxn};
 use crate::quota;
+pub use crate::side_state::SideState;
 
 /// A mutation of the replicated state.
 #[derive(Debug, Clone)]
@@ -73,16 +72,13 @@ fn apply_alarm(
         alarm: req.alarm,
     };
     let alarms = match alarm_request::AlarmAction::try_from(req.action) {
-        Ok(alarm_request::AlarmAction::Get) | Err(_) => side.alarms.get(req.alarm),
+        Ok(alarm_request::AlarmAction::Get) | Err(_) => side.alarms().get(req.alarm),
         Ok(alarm_request::AlarmAction::Activate) => {
-            if side.alarms.activate(req.member_id, req.alarm) {
-                side.alarm_rows.insert((req.member_id, req.alarm), ())?;
-            }
+            side.activate(req.member_id, req.alarm)?;
             vec![member]
         }
         Ok(alarm_request::AlarmAction::Deactivate) => {
-            if side.alarms.deactivate(req.member_id, req.alarm) {
-                side.alarm_rows.remove((req.member_id, req.alarm))?;
+            if side.deactivate(req.member_id, req.alarm)? {
                 vec![member]
             } else {
                 Vec::new()
@@ -98,15 +94,6 @@ fn apply_alarm(
     })
 }
 
-/// The replicated state beside the key space (leases, alarms), each with its
-/// redb table, changed together.
-pub struct SideState<'a, 't> {
-    pub leases: &'a mut LeaseTable,
-    pub lease_rows: &'a mut Table<'t, i64, i64>,
-    pub alarms: &'a mut AlarmSet,
-    pub alarm_rows: &'a mut Table<'t, (u64, i32), ()>,
-}
-
 /// Applies one command to `txn` and keeps lease attachments in step with the
 /// keys it wrote.
 pub fn apply(
@@ -114,7 +101,7 @@ pub fn apply(
     side: &mut SideState<'_, '_>,
     command: &Command,
 ) -> Result<Applied, Error> {
-    let result = if side.alarms.no_space() && adds_data(command) {
+    let result = if side.alarms().no_space() && adds_data(command) {
         // etcd's capped applier: with NOSPACE raised, nothing may grow the store.
         Err(Error::NoSpace)
     } else {
@@ -122,8 +109,8 @@ pub fn apply(
     };
     for change in &txn.changes {
         match change {
-            Record::Put(kv) => side.leases.attach(&kv.key, kv.lease),
-            Record::Tombstone(kv) => side.leases.detach(&kv.key),
+            Record::Put(kv) => side.attach(&kv.key, kv.lease),
+            Record::Tombstone(kv) => side.detach(&kv.key),
         }
     }
     result
@@ -137,17 +124,16 @@ fn apply_command(
     match command {
         Command::Put(req) => {
             // Outside a txn etcd looks the lease up before the previous key.
-            if req.lease != 0 && !side.leases.contains(req.lease) {
+            if req.lease != 0 && !side.leases().contains(req.lease) {
                 return Err(Error::LeaseNotFound);
             }
-            check_put(&txn.view(), side.leases, req)?;
+            check_put(&txn.view(), side.leases(), req)?;
             put(txn, req).map(Applied::Put)
         }
         Command::LeaseGrant(req) => {
-            if !side.leases.grant(req.id, req.ttl) {
+            if !side.grant(req.id, req.ttl)? {
                 return Err(Error::LeaseExists);
             }
-            side.lease_rows.insert(req.id, req.ttl)?;
             Ok(Applied::LeaseGrant(LeaseGrantResponse {
                 header: Some(ResponseHeader {
                     revision: txn.rev(),
@@ -159,8 +145,7 @@ fn apply_command(
             }))
         }
         Command::LeaseRevoke(req) => {
-            let keys = side.leases.revoke(req.id).ok_or(Error::LeaseNotFound)?;
-            side.lease_rows.remove(req.id)?;
+            let keys = side.revoke(req.id)?.ok_or(Error::LeaseNotFound)?;
             // All of the lease's keys go in one revision, in key order.
             for key in keys {
                 txn.delete_range(&KeyRange::Single(key))?;
@@ -176,7 +161,7 @@ fn apply_command(
             ))
         }
         Command::DeleteRange(req) => delete_range(txn, req).map(Applied::DeleteRange),
-        Command::Txn(req) => apply_txn_request(txn, side.leases, req).map(Applied::Txn),
+        Command::Txn(req) => apply_txn_request(txn, side.leases(), req).map(Applied::Txn),
         Command::Alarm(req) => apply_alarm(txn, side, req).map(Applied::Alarm),
         Command::Compact(req) => {
             if req.revision <= txn.compact_rev {

@@ -24,5 +24,6 @@ pub mod net;
 pub mod proposer;
 pub mod quota;
 pub mod server;
+pub mod side_state;
 pub mod storage;
 pub mod watch;

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use redb::ReadableTable;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::alarm::AlarmSet;
 use crate::apply::{self, Applied, Command, SideState};
 use crate::error::Error;
-use crate::lease::Lessor;
+use crate::lease::{LeaseTable, Lessor};
 use crate::metrics::Metrics;
 use crate::mvcc::store::delete_compacted;
 use crate::mvcc::{Record, Store, WriteTxn};
@@ -62,7 +63,13 @@ impl Proposer {
         let handle = std::thread::Builder::new()
             .name("rollcall-applier".into())
             .spawn(move || {
+                let (leases, alarms) = {
+                    let committed = store.read_committed();
+                    (committed.leases.clone(), committed.alarms.clone())
+                };
                 Applier {
+                    leases,
+                    alarms,
                     store,
                     lessor,
                     hub,
@@ -146,6 +153,10 @@ struct Applier {
     hub: Arc<WatchHub>,
     metrics: Arc<Metrics>,
     rx: mpsc::Receiver<Work>,
+    /// The applier's working copies of the side state; readers see the
+    /// published ones in `Committed`, updated after each commit.
+    leases: LeaseTable,
+    alarms: AlarmSet,
 }
 
 impl Applier {
@@ -191,11 +202,12 @@ impl Applier {
 
     /// Applies, commits and answers one batch. An `Err` is a storage failure:
     /// the in-memory index may then be ahead of the disk, so the caller stops.
-    fn apply_batch(&self, batch: &mut Vec<Proposal>) -> Result<(), Error> {
+    fn apply_batch(&mut self, batch: &mut Vec<Proposal>) -> Result<(), Error> {
         let db = self.store.db();
         let txn = db.begin_write()?;
         let mut results = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
+        let mut side_log = Vec::new();
         let (rev, compact_rev, compaction) = {
             let mut history = txn.open_table(HISTORY)?;
             let mut meta = txn.open_table(META)?;
@@ -214,12 +226,13 @@ impl Applier {
                     compact_rev,
                     changes: Vec::new(),
                 };
-                let mut side = SideState {
-                    leases: &mut committed.leases,
-                    lease_rows: &mut lease_rows,
-                    alarms: &mut committed.alarms,
-                    alarm_rows: &mut alarm_rows,
-                };
+                let mut side = SideState::new(
+                    &mut self.leases,
+                    &mut lease_rows,
+                    &mut self.alarms,
+                    &mut alarm_rows,
+                    &mut side_log,
+                );
                 let result = apply::apply(&mut write, &mut side, &proposal.command);
                 rev = write.rev();
                 compact_rev = write.compact_rev;
@@ -263,26 +276,35 @@ impl Applier {
             .observe(commit_started.elapsed().as_secs_f64());
         self.record(&results, &events);
 
+        // Deadlines exist before the leases become visible, so a TimeToLive
+        // right after a grant sees the full TTL.
+        let now = tokio::time::Instant::now();
+        for result in &results {
+            if let Ok(Applied::LeaseGrant(granted)) = result {
+                self.lessor.start(granted.id, granted.ttl, now);
+            }
+        }
         let keep = {
             let mut committed = self.store.write_committed();
+            let committed = &mut *committed;
             committed.rev = rev;
             committed.compact_rev = compact_rev;
+            for change in &side_log {
+                change.replay(&mut committed.leases, &mut committed.alarms);
+            }
             compaction.map(|at| committed.index.compact(at))
         };
+        for result in &results {
+            if let Ok(Applied::LeaseRevoke(_, id)) = result {
+                self.lessor.forget(*id);
+            }
+        }
         if let (Some(at), Some(keep)) = (compaction, keep) {
             // Logically compacted already (durable above); this only frees space.
             delete_compacted(&db, at, &keep)?;
         }
         if !events.is_empty() {
             self.hub.publish(&events, rev);
-        }
-        let now = tokio::time::Instant::now();
-        for result in &results {
-            match result {
-                Ok(Applied::LeaseGrant(granted)) => self.lessor.start(granted.id, granted.ttl, now),
-                Ok(Applied::LeaseRevoke(_, id)) => self.lessor.forget(*id),
-                _ => {}
-            }
         }
         for (proposal, result) in batch.drain(..).zip(results) {
             let _ = proposal.reply.send(result);

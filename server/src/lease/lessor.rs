@@ -26,6 +26,23 @@ struct Deadlines {
     queue: BinaryHeap<Reverse<(Instant, i64)>>,
 }
 
+impl Deadlines {
+    /// Renewals leave their old heap entry behind; once stale entries
+    /// outnumber live leases, rebuild the heap so a client renewing in a
+    /// tight loop cannot grow memory for a whole TTL.
+    fn shed_stale_entries(&mut self) {
+        if self.queue.len() <= 2 * self.by_id.len() + 1024 {
+            return;
+        }
+        self.queue = self
+            .by_id
+            .iter()
+            .filter(|(_, d)| !d.expiring)
+            .map(|(id, d)| Reverse((d.at, *id)))
+            .collect();
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Lessor {
     state: Mutex<Deadlines>,
@@ -68,6 +85,7 @@ impl Lessor {
         deadline.at = now + ttl_duration(deadline.ttl);
         let (at, ttl) = (deadline.at, deadline.ttl);
         state.queue.push(Reverse((at, id)));
+        state.shed_stale_entries();
         Some(ttl)
     }
 
@@ -162,6 +180,22 @@ mod tests {
         lessor.forget(2);
         lessor.retry(2);
         assert!(lessor.take_expired(now, 10).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_do_not_grow_the_heap_without_bound() {
+        let lessor = Lessor::default();
+        let t0 = Instant::now();
+        lessor.start(1, 600, t0);
+        lessor.start(2, 600, t0);
+        for _ in 0..100_000 {
+            assert_eq!(lessor.renew(1, Instant::now()), Some(600));
+        }
+        assert!(lessor.state().queue.len() <= 2 * 2 + 1024 + 1);
+        tokio::time::advance(Duration::from_secs(601)).await;
+        let mut expired = lessor.take_expired(Instant::now(), 10);
+        expired.sort_unstable();
+        assert_eq!(expired, vec![1, 2]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,7 +14,7 @@ pub struct LeaseEntry {
     pub keys: BTreeSet<Bytes>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct LeaseTable {
     leases: BTreeMap<i64, LeaseEntry>,
     /// The lease of every leased key: a put must detach a key from the lease it

@@ -104,7 +104,9 @@ impl KeyIndex {
 
     /// Whether `rev` is one of this key's revisions.
     pub fn holds(&self, rev: Revision) -> bool {
-        self.generations.iter().any(|g| g.revs.binary_search(&rev).is_ok())
+        self.generations
+            .iter()
+            .any(|g| g.revs.binary_search(&rev).is_ok())
     }
 
     /// True when nothing of the key is left (no revision in any generation).

@@ -1,0 +1,77 @@
+//! Lease integration tests of the `rollcall` binary: real processes on free
+//! loopback ports, driven through the generated etcd v3 gRPC stubs and
+//! through `etcdctl`.
+//!
+//! Every behavioural test is written once, as an `async fn(Backend)`, and run
+//! twice by [`backend_tests!`]: `<test>::rollcall` against the binary under
+//! test and `<test>::etcd` against a real etcd 3.4, which proves that the
+//! expectations are etcd's own. A missing etcd skips the reference side (or
+//! fails it under `ROLLCALL_REQUIRE_ETCD=1`).
+//!
+//! Run only this binary with `cargo test -p rollcall-server --test lease`.
+//!
+//! Modules:
+//! - [`support`]: backends, a client bundle, keep-alive and watch streams,
+//!   bounded polling, error asserts.
+//! - [`grant`]: ids (server- and client-chosen), duplicates, TTL bounds,
+//!   LeaseLeases.
+//! - [`attach`]: put/delete attach and detach keys; revoke deletes the
+//!   attached keys in one revision; unknown leases.
+//! - [`keepalive`]: KeepAlive streams and TimeToLive.
+//! - [`expiry`]: expiry deletes attached keys (short TTLs, bounded waits);
+//!   keep-alive postpones it.
+//! - [`restart`]: leases and their keys survive SIGTERM and kill -9 with a
+//!   fresh TTL, and still expire afterwards.
+//! - [`flags`]: rollcall's own lease flags (`--min-lease-ttl`,
+//!   `--lease-check-interval-ms`, `--lease-revoke-batch`); rollcall only.
+//! - [`differential`]: seeded random lease sequences against etcd and
+//!   rollcall, compared field by field.
+//! - [`visibility`]: lease reads (TimeToLive) agree with KV reads while
+//!   revokes and attaching puts are in flight.
+//! - [`etcdctl`]: `etcdctl lease ...` and `put --lease` against the server.
+//! - [`bench`]: measurements, `#[ignore]`d (see the module for how to run).
+
+#![allow(clippy::unwrap_used)]
+
+/// Bound on one behavioural test, so a hung server fails instead of hanging.
+const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Declares, for each `async fn name(backend: Backend)` in the calling module,
+/// a module `name` with two tests: `rollcall` and `etcd`.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn rollcall() {
+                tokio::time::timeout(
+                    $crate::TEST_TIMEOUT,
+                    super::$name($crate::support::rollcall()),
+                )
+                .await
+                .expect("the test finishes in time");
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn etcd() {
+                let test = concat!(module_path!(), "::etcd");
+                if let Some(backend) = $crate::support::etcd(test) {
+                    tokio::time::timeout($crate::TEST_TIMEOUT, super::$name(backend))
+                        .await
+                        .expect("the test finishes in time");
+                }
+            }
+        }
+    )*};
+}
+
+mod attach;
+mod bench;
+mod differential;
+mod etcdctl;
+mod expiry;
+mod flags;
+mod grant;
+mod keepalive;
+mod restart;
+mod support;
+mod visibility;
