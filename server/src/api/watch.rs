@@ -24,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::HeaderFiller;
+use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::mvcc::{KeyRange, Store};
 use crate::watch::hub::CreateError;
 use crate::watch::{StreamMsg, WatchHub, WatchSpec};
@@ -106,11 +107,16 @@ struct Receiver {
 
 impl Receiver {
     async fn run(mut self, mut inbound: Streaming<WatchRequest>) {
-        while let Some(next) = inbound.next().await {
-            let request = match next {
-                Ok(request) => request,
-                Err(status) => {
+        let mut half_closed = false;
+        loop {
+            let request = match inbound.next().await {
+                Some(Ok(request)) => request,
+                Some(Err(status)) => {
                     let _ = self.out_tx.send(Err(status)).await;
+                    break;
+                }
+                None => {
+                    half_closed = true;
                     break;
                 }
             };
@@ -122,8 +128,8 @@ impl Receiver {
                     self.cancel(cancel.watch_id).await
                 }
                 Some(watch_request::RequestUnion::ProgressRequest(_)) => {
-                    self.hub.request_progress(self.stream, &self.msg_tx);
-                    true
+                    let progress = self.hub.progress_of(self.stream);
+                    self.msg_tx.send(progress).await.is_ok()
                 }
                 None => true,
             };
@@ -131,18 +137,22 @@ impl Receiver {
                 break;
             }
         }
+        if half_closed {
+            // A client that only closed its sending side still reads events,
+            // as etcd allows: keep its watchers until it hangs up.
+            self.out_tx.closed().await;
+        }
         self.hub.close_stream(self.stream);
     }
 
     /// Cancels one of this stream's watchers (an unknown id is ignored, as
-    /// etcd does); false when the stream is gone.
+    /// etcd does; one the server already canceled, after a compaction, is
+    /// answered too); false when the stream is gone.
     async fn cancel(&mut self, watch_id: i64) -> bool {
         let Some(key) = self.ids.remove(&watch_id) else {
             return true;
         };
-        if !self.hub.cancel(key) {
-            return true;
-        }
+        self.hub.cancel(key);
         let rev = self.store.current_rev();
         self.msg_tx
             .send(StreamMsg::Canceled {
@@ -335,7 +345,7 @@ impl Sender {
                     ..Default::default()
                 };
                 if fragment {
-                    fragments(whole, self.max_request_bytes)
+                    fragments(whole, self.max_request_bytes + GRPC_OVERHEAD_BYTES)
                 } else {
                     vec![whole]
                 }
@@ -364,10 +374,12 @@ impl Sender {
     }
 }
 
-/// Splits a response whose encoding exceeds `limit` into several, each with
-/// whole events; all but the last are marked `fragment`.
+/// Splits a response as etcd's `sendFragments` does: left whole when it is
+/// under `limit` or holds one event; otherwise each fragment takes events
+/// until the next would reach `limit`, and all but the last are marked
+/// `fragment`.
 fn fragments(whole: WatchResponse, limit: usize) -> Vec<WatchResponse> {
-    if whole.encoded_len() <= limit || whole.events.len() < 2 {
+    if whole.encoded_len() < limit || whole.events.len() < 2 {
         return vec![whole];
     }
     let WatchResponse {
@@ -379,18 +391,20 @@ fn fragments(whole: WatchResponse, limit: usize) -> Vec<WatchResponse> {
     let base = WatchResponse {
         header,
         watch_id,
+        fragment: true,
         ..Default::default()
     };
     let mut out = Vec::new();
     let mut current = base.clone();
     for event in events {
-        let size = event.encoded_len() + 8;
-        if !current.events.is_empty() && current.encoded_len() + size > limit {
-            current.fragment = true;
-            out.push(std::mem::replace(&mut current, base.clone()));
-        }
         current.events.push(event);
+        if current.events.len() > 1 && current.encoded_len() >= limit {
+            let spill = current.events.pop();
+            out.push(std::mem::replace(&mut current, base.clone()));
+            current.events.extend(spill);
+        }
     }
+    current.fragment = false;
     out.push(current);
     out
 }

@@ -245,7 +245,10 @@ fn rebuild_leases(db: &Database, lease_of_key: HashMap<Bytes, i64>) -> Result<Le
     Ok(leases)
 }
 
-/// Physically removes history at or below `compact_rev` except `keep`.
+/// Physically removes history below `compact_rev` except `keep`. Every
+/// record *at* the compact revision stays, tombstones included, so a watcher
+/// starting there still sees that revision's deletes (etcd 3.4 loses them:
+/// etcd-io/etcd#18089, fixed upstream the same way).
 pub fn delete_compacted(
     db: &Database,
     compact_rev: i64,
@@ -254,7 +257,7 @@ pub fn delete_compacted(
     let txn = db.begin_write()?;
     {
         let mut history = txn.open_table(HISTORY)?;
-        history.retain_in(..=(compact_rev, i64::MAX), |k, _| {
+        history.retain_in(..(compact_rev, 0), |k, _| {
             keep.contains(&Revision::new(k.0, k.1))
         })?;
     }

@@ -318,10 +318,10 @@ impl WatchHub {
         }
     }
 
-    /// Answers a WatchProgressRequest on `stream`: a revision every watcher of
-    /// the stream has been given all events up to (sent through the stream's
-    /// queue, so it never overtakes those events).
-    pub fn request_progress(&self, stream: u64, tx: &mpsc::Sender<StreamMsg>) {
+    /// The answer to a WatchProgressRequest on `stream`: a revision every
+    /// watcher of the stream has been given all events up to. Queued on the
+    /// stream after what is already there, it never overtakes those events.
+    pub fn progress_of(&self, stream: u64) -> StreamMsg {
         let state = self.state();
         let mut rev = state.last_rev;
         for key in state.streams.get(&stream).into_iter().flatten() {
@@ -331,7 +331,7 @@ impl WatchHub {
                 rev = rev.min(w.next_rev - 1);
             }
         }
-        let _ = tx.try_send(StreamMsg::Progress { watch_id: -1, rev });
+        StreamMsg::Progress { watch_id: -1, rev }
     }
 }
 
