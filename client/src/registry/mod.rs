@@ -1,0 +1,9 @@
+//! Service discovery on top of the KV, lease and watch APIs: the data
+//! conventions ([`instance`]), registering an instance and keeping it
+//! registered, and discovering a service's live instances.
+
+pub mod instance;
+pub mod snapshot;
+
+pub use snapshot::{DEFAULT_PROTECTION_THRESHOLD, ServiceSnapshot};
+pub use instance::{Health, Instance, InstanceError, SERVICES_PREFIX, instance_key, parse_key, service_prefix};
