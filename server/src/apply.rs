@@ -6,11 +6,10 @@
 //! anything, so a refused command leaves no partial effect behind.
 
 use rollcall_proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, Compare,
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
     DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RequestOp,
-    ResponseHeader, ResponseOp, TxnRequest, TxnResponse, alarm_request, compare, request_op,
-    response_op,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, ResponseHeader,
+    TxnRequest, TxnResponse, alarm_request, request_op, response_op,
 };
 
 use crate::error::Error;
@@ -19,6 +18,7 @@ use crate::mvcc::view::History;
 use crate::mvcc::{KeyRange, Record, View, WriteTxn};
 use crate::quota;
 pub use crate::side_state::SideState;
+use crate::txn;
 
 /// A mutation of the replicated state.
 #[derive(Debug, Clone)]
@@ -251,25 +251,29 @@ fn range<H: History>(
     view.range(req)
 }
 
-/// Evaluates a txn: every compare (nested ones too) is evaluated against the
-/// state before the txn, every chosen operation is checked, then the chosen
-/// branch is applied.
+/// Evaluates a txn: decide and check everything against the state before
+/// it, then apply the chosen operations.
 fn apply_txn_request(
     txn: &mut WriteTxn<'_, '_>,
     leases: &LeaseTable,
     req: &TxnRequest,
 ) -> Result<TxnResponse, Error> {
-    let path = {
-        let view = txn.view();
-        let path = compare_path(&view, req)?;
-        check_branches(&view, req, &mut path.iter().copied(), &|v, op| match op {
-            request_op::Request::RequestPut(p) => check_put(v, leases, p),
-            _ => Ok(()),
-        })?;
-        check_branches(&view, req, &mut path.iter().copied(), &check_range_revision)?;
-        path
-    };
-    let mut response = apply_txn(txn, req, &mut path.into_iter())?;
+    let path = txn::plan(&txn.view(), req, &|v, op| match op {
+        request_op::Request::RequestPut(p) => check_put(v, leases, p),
+        _ => Ok(()),
+    })?;
+    let mut response = txn::execute(req, &mut path.into_iter(), &mut |op| match op {
+        request_op::Request::RequestRange(r) => {
+            Ok(response_op::Response::ResponseRange(range(&txn.view(), r)?))
+        }
+        request_op::Request::RequestPut(p) => Ok(response_op::Response::ResponsePut(put(txn, p)?)),
+        request_op::Request::RequestDeleteRange(d) => Ok(
+            response_op::Response::ResponseDeleteRange(delete_range(txn, d)?),
+        ),
+        request_op::Request::RequestTxn(_) => {
+            Err(Error::Internal("nested txn reached the op executor"))
+        }
+    })?;
     response.header = Some(ResponseHeader {
         revision: txn.rev(),
         ..Default::default()
@@ -277,222 +281,22 @@ fn apply_txn_request(
     Ok(response)
 }
 
-/// Which branch each txn takes, depth first: the outer txn, then the nested
-/// txns of its chosen branch in order.
-fn compare_path<H: History>(view: &View<'_, H>, req: &TxnRequest) -> Result<Vec<bool>, Error> {
-    let mut succeeded = true;
-    for c in &req.compare {
-        if !compare_holds(view, c)? {
-            succeeded = false;
-            break;
-        }
-    }
-    let mut path = vec![succeeded];
-    for op in branch(req, succeeded) {
-        if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
-            path.extend(compare_path(view, nested)?);
-        }
-    }
-    Ok(path)
-}
-
-/// A txn's range at an explicit revision must be readable before anything
-/// applies. etcd compares the raw revision, so inside a txn a negative one
-/// is "compacted" once any compaction happened (outside a txn it reads the
-/// newest revision).
-fn check_range_revision<H: History>(
-    view: &View<'_, H>,
-    op: &request_op::Request,
-) -> Result<(), Error> {
-    match op {
-        request_op::Request::RequestRange(r) if r.revision != 0 => {
-            if r.revision > view.rev {
-                Err(Error::FutureRevision)
-            } else if r.revision < view.compact_rev {
-                Err(Error::Compacted)
-            } else {
-                Ok(())
-            }
-        }
-        _ => Ok(()),
-    }
-}
-
-fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
-    if succeeded {
-        &req.success
-    } else {
-        &req.failure
-    }
-}
-
-type OpCheck<'c, H> = dyn Fn(&View<'_, H>, &request_op::Request) -> Result<(), Error> + 'c;
-
-fn check_branches<H: History>(
-    view: &View<'_, H>,
-    req: &TxnRequest,
-    path: &mut impl Iterator<Item = bool>,
-    check: &OpCheck<'_, H>,
-) -> Result<(), Error> {
-    let succeeded = path.next().unwrap_or(true);
-    for op in branch(req, succeeded) {
-        match &op.request {
-            Some(request_op::Request::RequestTxn(nested)) => {
-                check_branches(view, nested, path, check)?
-            }
-            Some(other) => check(view, other)?,
-            None => {}
-        }
-    }
-    Ok(())
-}
-
-fn apply_txn(
-    txn: &mut WriteTxn<'_, '_>,
-    req: &TxnRequest,
-    path: &mut impl Iterator<Item = bool>,
-) -> Result<TxnResponse, Error> {
-    let succeeded = path.next().unwrap_or(true);
-    let mut responses = Vec::new();
-    for op in branch(req, succeeded) {
-        let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => {
-                Some(response_op::Response::ResponseRange(range(&txn.view(), r)?))
-            }
-            Some(request_op::Request::RequestPut(p)) => {
-                Some(response_op::Response::ResponsePut(put(txn, p)?))
-            }
-            Some(request_op::Request::RequestDeleteRange(d)) => Some(
-                response_op::Response::ResponseDeleteRange(delete_range(txn, d)?),
-            ),
-            Some(request_op::Request::RequestTxn(nested)) => {
-                let mut nested_response = apply_txn(txn, nested, path)?;
-                // Nested txn responses carry an empty header in etcd.
-                nested_response.header = Some(ResponseHeader::default());
-                Some(response_op::Response::ResponseTxn(nested_response))
-            }
-            None => None,
-        };
-        responses.push(ResponseOp { response });
-    }
-    Ok(TxnResponse {
-        header: None,
-        succeeded,
-        responses,
-    })
-}
-
-/// etcd's compare: every key of the range must satisfy it; a range with no
-/// key compares against an empty key-value, except that a value compare fails.
-fn compare_holds<H: History>(view: &View<'_, H>, c: &Compare) -> Result<bool, Error> {
-    let range = KeyRange::new(&c.key, &c.range_end);
-    let kvs = match view.range_keys(&range, 0, 0, false) {
-        Ok(result) => result.kvs,
-        Err(Error::Compacted | Error::FutureRevision) => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let target = compare::CompareTarget::try_from(c.target).ok();
-    if kvs.is_empty() {
-        if target == Some(compare::CompareTarget::Value) {
-            return Ok(false);
-        }
-        return Ok(compare_kv(c, target, &Default::default()));
-    }
-    Ok(kvs.iter().all(|kv| compare_kv(c, target, kv)))
-}
-
-fn compare_kv(
-    c: &Compare,
-    target: Option<compare::CompareTarget>,
-    kv: &rollcall_proto::mvccpb::KeyValue,
-) -> bool {
-    use compare::{CompareResult, CompareTarget, TargetUnion};
-    let ordering = match target {
-        Some(CompareTarget::Value) => {
-            let wanted = match &c.target_union {
-                Some(TargetUnion::Value(v)) => v.as_ref(),
-                _ => &[],
-            };
-            kv.value.as_ref().cmp(wanted)
-        }
-        Some(CompareTarget::Create) => kv.create_revision.cmp(&match c.target_union {
-            Some(TargetUnion::CreateRevision(v)) => v,
-            _ => 0,
-        }),
-        Some(CompareTarget::Mod) => kv.mod_revision.cmp(&match c.target_union {
-            Some(TargetUnion::ModRevision(v)) => v,
-            _ => 0,
-        }),
-        Some(CompareTarget::Version) => kv.version.cmp(&match c.target_union {
-            Some(TargetUnion::Version(v)) => v,
-            _ => 0,
-        }),
-        Some(CompareTarget::Lease) => kv.lease.cmp(&match c.target_union {
-            Some(TargetUnion::Lease(v)) => v,
-            _ => 0,
-        }),
-        None => std::cmp::Ordering::Equal,
-    };
-    match CompareResult::try_from(c.result) {
-        Ok(CompareResult::Equal) => ordering.is_eq(),
-        Ok(CompareResult::NotEqual) => ordering.is_ne(),
-        Ok(CompareResult::Greater) => ordering.is_gt(),
-        Ok(CompareResult::Less) => ordering.is_lt(),
-        Err(_) => true,
-    }
-}
-
-/// True when no operation of the txn, in any branch at any depth, writes.
-pub fn is_read_only(req: &TxnRequest) -> bool {
-    req.success
-        .iter()
-        .chain(&req.failure)
-        .all(|op| match &op.request {
-            Some(request_op::Request::RequestRange(_)) | None => true,
-            Some(request_op::Request::RequestTxn(nested)) => is_read_only(nested),
-            Some(_) => false,
-        })
-}
-
-/// Evaluates a txn that only reads against a snapshot view.
+/// Evaluates a txn that only reads (see `txn::is_read_only`) against a
+/// snapshot view, without the write path.
 pub fn read_only_txn<H: History>(
     view: &View<'_, H>,
     req: &TxnRequest,
 ) -> Result<TxnResponse, Error> {
-    let path = compare_path(view, req)?;
-    check_branches(view, req, &mut path.iter().copied(), &check_range_revision)?;
-    let mut response = read_txn(view, req, &mut path.into_iter())?;
+    let path = txn::plan(view, req, &|_, _| Ok(()))?;
+    let mut response = txn::execute(req, &mut path.into_iter(), &mut |op| match op {
+        request_op::Request::RequestRange(r) => {
+            Ok(response_op::Response::ResponseRange(range(view, r)?))
+        }
+        _ => Err(Error::Internal("a read-only txn tried to write")),
+    })?;
     response.header = Some(ResponseHeader {
         revision: view.rev,
         ..Default::default()
     });
     Ok(response)
-}
-
-fn read_txn<H: History>(
-    view: &View<'_, H>,
-    req: &TxnRequest,
-    path: &mut impl Iterator<Item = bool>,
-) -> Result<TxnResponse, Error> {
-    let succeeded = path.next().unwrap_or(true);
-    let mut responses = Vec::new();
-    for op in branch(req, succeeded) {
-        let response = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => {
-                Some(response_op::Response::ResponseRange(range(view, r)?))
-            }
-            Some(request_op::Request::RequestTxn(nested)) => {
-                let mut nested_response = read_txn(view, nested, path)?;
-                nested_response.header = Some(ResponseHeader::default());
-                Some(response_op::Response::ResponseTxn(nested_response))
-            }
-            _ => None,
-        };
-        responses.push(ResponseOp { response });
-    }
-    Ok(TxnResponse {
-        header: None,
-        succeeded,
-        responses,
-    })
 }

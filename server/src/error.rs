@@ -32,6 +32,9 @@ pub enum Error {
     LeaseTtlTooLarge,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// A broken internal invariant: a bug, never a client's fault.
+    #[error("rollcall: internal error: {0}")]
+    Internal(&'static str),
     /// The applier has stopped (shutdown or a fatal storage error).
     #[error("etcdserver: server stopped")]
     Stopped,

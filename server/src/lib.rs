@@ -26,4 +26,5 @@ pub mod quota;
 pub mod server;
 pub mod side_state;
 pub mod storage;
+pub mod txn;
 pub mod watch;

@@ -109,7 +109,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         self.quota.admit(quota::txn_cost(&req)).await?;
         validate::check_txn(&req, self.max_txn_ops)?;
-        let mut resp = if apply::is_read_only(&req) {
+        let mut resp = if crate::txn::is_read_only(&req) {
             // Read-only txns change nothing: serve them from a snapshot, as etcd does.
             self.store.read(|view| apply::read_only_txn(view, &req))?
         } else {

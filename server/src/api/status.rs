@@ -20,7 +20,10 @@ impl From<Error> for Status {
             Error::LeaseNotFound => Code::NotFound,
             Error::Stopped => Code::Unavailable,
             Error::NoSpace => Code::ResourceExhausted,
-            Error::Storage(_) | Error::CorruptRecord { .. } | Error::DataDir { .. } => {
+            Error::Storage(_)
+            | Error::CorruptRecord { .. }
+            | Error::DataDir { .. }
+            | Error::Internal(_) => {
                 tracing::error!(error = %e, "internal error answering a request");
                 Code::Internal
             }
