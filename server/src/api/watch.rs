@@ -159,6 +159,7 @@ impl Receiver {
                 watcher: key,
                 watch_id,
                 rev,
+                compact_rev: 0,
             })
             .await
             .is_ok()
@@ -293,20 +294,7 @@ impl Sender {
                 watcher,
                 watch_id,
                 rev,
-            } => {
-                self.canceled.insert(watcher);
-                vec![WatchResponse {
-                    header: self.header(rev),
-                    watch_id,
-                    canceled: true,
-                    ..Default::default()
-                }]
-            }
-            StreamMsg::Compacted {
-                watcher,
-                watch_id,
                 compact_rev,
-                rev,
             } => {
                 self.canceled.insert(watcher);
                 vec![WatchResponse {

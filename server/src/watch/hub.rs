@@ -50,17 +50,13 @@ pub enum StreamMsg {
         prev_kv: bool,
         fragment: bool,
     },
-    /// The watcher's next revision was compacted away; it is gone.
-    Compacted {
-        watcher: WatcherKey,
-        watch_id: i64,
-        compact_rev: i64,
-        rev: i64,
-    },
+    /// The watcher is gone; `compact_rev` is non-zero when it was canceled
+    /// because its next revision was compacted away.
     Canceled {
         watcher: WatcherKey,
         watch_id: i64,
         rev: i64,
+        compact_rev: i64,
     },
     Progress {
         watch_id: i64,
@@ -374,11 +370,11 @@ async fn catch_up(hub: Arc<WatchHub>, key: WatcherKey) {
                 let rev = hub.store.current_rev();
                 if hub.cancel(key) {
                     let _ = tx
-                        .send(StreamMsg::Compacted {
+                        .send(StreamMsg::Canceled {
                             watcher: key,
                             watch_id: spec.watch_id,
-                            compact_rev,
                             rev,
+                            compact_rev,
                         })
                         .await;
                 }
@@ -443,6 +439,7 @@ async fn report_failure(
                 watcher: key,
                 watch_id: spec.watch_id,
                 rev,
+                compact_rev: 0,
             })
             .await;
     }
