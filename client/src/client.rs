@@ -1,9 +1,12 @@
 //! [`Client`]: one connection to an etcd v3 endpoint, the gRPC stubs over it,
 //! and the one place a unary call gets its deadline and its error mapping.
 //!
-//! The typed calls live next to their options: KV in `kv/`, Status and
-//! MemberList in `maintenance.rs`; each is an `impl Client` block that builds
-//! the request and hands it to [`Client::unary`].
+//! The typed calls live next to their options: KV in `kv/`, leases in
+//! `lease/`, watches in `watch/`, Status and MemberList in `maintenance.rs`;
+//! each is an `impl Client` block. Unary calls build the request and hand it
+//! to [`Client::unary`]; the two bidirectional streams (Watch, LeaseKeepAlive)
+//! are opened through [`Client::watch_opener`] and
+//! [`Client::keep_alive_opener`].
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,11 +14,17 @@ use std::time::Duration;
 
 use rollcall_proto::etcdserverpb::cluster_client::ClusterClient;
 use rollcall_proto::etcdserverpb::kv_client::KvClient;
+use rollcall_proto::etcdserverpb::lease_client::LeaseClient;
 use rollcall_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use rollcall_proto::etcdserverpb::watch_client::WatchClient;
+use rollcall_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, WatchRequest, WatchResponse,
+};
 use tonic::transport::Channel;
 
 use crate::endpoint::{self, ConnectOptions};
 use crate::error::ClientError;
+use crate::stream::{Opener, Responses};
 
 /// The largest response accepted, as etcd clientv3 (`math.MaxInt32`): a range
 /// over a big keyspace can legitimately exceed tonic's 4 MiB default.
@@ -26,6 +35,8 @@ const MAX_DECODING_MESSAGE_SIZE: usize = i32::MAX as usize;
 #[derive(Debug, Clone)]
 pub struct Client {
     kv: KvClient<Channel>,
+    lease: LeaseClient<Channel>,
+    watch: WatchClient<Channel>,
     maintenance: MaintenanceClient<Channel>,
     cluster: ClusterClient<Channel>,
     /// Every endpoint given, normalised, in order (kept for failover).
@@ -73,6 +84,10 @@ impl Client {
     ) -> Self {
         Self {
             kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            lease: LeaseClient::new(channel.clone())
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
+            watch: WatchClient::new(channel.clone())
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
             maintenance: MaintenanceClient::new(channel.clone())
                 .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE),
             cluster: ClusterClient::new(channel)
@@ -111,6 +126,16 @@ impl Client {
         self.kv.clone()
     }
 
+    /// The raw generated Lease stub on this connection.
+    pub fn lease_client(&self) -> LeaseClient<Channel> {
+        self.lease.clone()
+    }
+
+    /// The raw generated Watch stub on this connection.
+    pub fn watch_client(&self) -> WatchClient<Channel> {
+        self.watch.clone()
+    }
+
     /// The raw generated Maintenance stub on this connection.
     pub fn maintenance_client(&self) -> MaintenanceClient<Channel> {
         self.maintenance.clone()
@@ -119,6 +144,32 @@ impl Client {
     /// The raw generated Cluster stub on this connection.
     pub fn cluster_client(&self) -> ClusterClient<Channel> {
         self.cluster.clone()
+    }
+
+    /// Opens Watch streams on this connection.
+    pub(crate) fn watch_opener(&self) -> Opener<WatchRequest, WatchResponse> {
+        let watch = self.watch.clone();
+        Arc::new(move |requests| {
+            let mut watch = watch.clone();
+            Box::pin(async move {
+                let responses = watch.watch(requests).await?.into_inner();
+                Ok(Box::pin(responses) as Responses<WatchResponse>)
+            })
+        })
+    }
+
+    /// Opens LeaseKeepAlive streams on this connection.
+    pub(crate) fn keep_alive_opener(
+        &self,
+    ) -> Opener<LeaseKeepAliveRequest, LeaseKeepAliveResponse> {
+        let lease = self.lease.clone();
+        Arc::new(move |requests| {
+            let mut lease = lease.clone();
+            Box::pin(async move {
+                let responses = lease.lease_keep_alive(requests).await?.into_inner();
+                Ok(Box::pin(responses) as Responses<LeaseKeepAliveResponse>)
+            })
+        })
     }
 
     /// Runs one unary call under the request timeout: the deadline is sent to

@@ -8,12 +8,17 @@
 //! not have been applied), or the server answered with a gRPC status
 //! ([`ClientError::Server`]: the request was rejected).
 //!
+//! A watcher ends with a [`WatchError`]: its history was compacted (re-list
+//! and watch again), the server canceled it, or its stream could not be
+//! re-established within the retry policy.
+//!
 //! etcd clients recognise server errors by their message, byte for byte
 //! (clientv3's `rpctypes` does exactly that), so [`EtcdErrorKind::classify`]
 //! matches the exact strings of etcd's `api/v3rpc/rpctypes/error.go`.
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Code;
@@ -56,6 +61,52 @@ pub enum ClientError {
         option: &'static str,
         reason: &'static str,
     },
+
+    /// A watch could not be created or ended.
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+}
+
+/// Why a watcher ended (or could not be created). After any of these the
+/// watcher yields nothing more.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WatchError {
+    /// The revision the watcher needed next has been compacted away: events
+    /// were lost to it. Re-list (get the range, at revision R) and watch
+    /// again from R + 1.
+    #[error(
+        "watch canceled: required revision has been compacted (compact revision {compact_revision})"
+    )]
+    Compacted { compact_revision: i64 },
+
+    /// The server refused or canceled the watcher, with etcd's reason (for
+    /// example `mvcc: watcher range is empty`); the reason may be empty.
+    #[error("watch canceled by the server: {reason}")]
+    Canceled { reason: String },
+
+    /// The stream broke and could not be re-established within the retry
+    /// policy; `attempts` consecutive attempts failed, the last with `source`.
+    #[error("watch stream lost after {attempts} attempts: {source}")]
+    Disconnected {
+        attempts: u32,
+        #[source]
+        source: Arc<ClientError>,
+    },
+
+    /// The watch session is gone (its task ended), so nothing can be watched
+    /// through it.
+    #[error("watch session closed")]
+    Closed,
+}
+
+impl WatchError {
+    /// The compact revision, if the watcher ended because of a compaction.
+    pub fn compact_revision(&self) -> Option<i64> {
+        match self {
+            Self::Compacted { compact_revision } => Some(*compact_revision),
+            _ => None,
+        }
+    }
 }
 
 impl ClientError {
@@ -76,9 +127,11 @@ impl ClientError {
         }
     }
 
-    /// True if the requested revision has been compacted away (re-list).
+    /// True if the requested revision has been compacted away (re-list):
+    /// a read at a compacted revision, or a watcher canceled by compaction.
     pub fn is_compacted(&self) -> bool {
-        self.etcd_kind() == Some(EtcdErrorKind::Compacted)
+        matches!(self, Self::Watch(WatchError::Compacted { .. }))
+            || self.etcd_kind() == Some(EtcdErrorKind::Compacted)
     }
 
     /// True if the call ran out of time, on this side or the server's.
@@ -96,7 +149,29 @@ impl ClientError {
         match self {
             Self::Unreachable { .. } | Self::Transport(_) => true,
             Self::Server(e) => e.code == Code::Unavailable,
+            Self::Watch(WatchError::Disconnected { .. }) => true,
             _ => false,
+        }
+    }
+
+    /// False for failures a retry of the same request cannot fix: the
+    /// server refused it as invalid, unauthorised or unimplemented, or the
+    /// options given were unusable. A broken stream is re-opened only after
+    /// a retryable failure.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Server(e) => !matches!(
+                e.code,
+                Code::InvalidArgument
+                    | Code::PermissionDenied
+                    | Code::Unauthenticated
+                    | Code::Unimplemented
+                    | Code::FailedPrecondition
+                    | Code::OutOfRange
+            ),
+            Self::NoEndpoints | Self::InvalidEndpoint { .. } | Self::InvalidOption { .. } => false,
+            Self::Watch(e) => matches!(e, WatchError::Disconnected { .. }),
+            Self::Unreachable { .. } | Self::Transport(_) | Self::Timeout(_) => true,
         }
     }
 }
@@ -396,6 +471,30 @@ mod tests {
             assert_eq!(EtcdErrorKind::classify(message), Some(kind));
             assert_eq!(kind.message(), message);
         }
+    }
+
+    #[test]
+    fn watch_errors_classify() {
+        let compacted = ClientError::from(WatchError::Compacted {
+            compact_revision: 7,
+        });
+        assert!(compacted.is_compacted());
+        assert!(!compacted.is_retryable());
+        let lost = ClientError::from(WatchError::Disconnected {
+            attempts: 3,
+            source: Arc::new(ClientError::Timeout(Duration::from_secs(1))),
+        });
+        assert!(lost.is_unavailable());
+        assert!(lost.to_string().contains("3 attempts"), "{lost}");
+        assert_eq!(
+            WatchError::Compacted {
+                compact_revision: 9
+            }
+            .compact_revision(),
+            Some(9)
+        );
+        assert!(!server(Code::InvalidArgument, "bad").is_retryable());
+        assert!(server(Code::Unavailable, "etcdserver: no leader").is_retryable());
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! revision a response was served at) of every etcd response.
 
 use rollcall_proto::etcdserverpb::{
-    CompactionResponse, DeleteRangeResponse, MemberListResponse, PutResponse, RangeResponse,
-    ResponseHeader, StatusResponse, TxnResponse,
+    CompactionResponse, DeleteRangeResponse, LeaseGrantResponse, LeaseKeepAliveResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseTimeToLiveResponse, MemberListResponse,
+    PutResponse, RangeResponse, ResponseHeader, StatusResponse, TxnResponse, WatchResponse,
 };
 
 /// A response that carries etcd's `ResponseHeader`.
@@ -34,4 +35,10 @@ has_header!(
     CompactionResponse,
     StatusResponse,
     MemberListResponse,
+    LeaseGrantResponse,
+    LeaseRevokeResponse,
+    LeaseKeepAliveResponse,
+    LeaseTimeToLiveResponse,
+    LeaseLeasesResponse,
+    WatchResponse,
 );

@@ -1,5 +1,6 @@
-//! The `rollcall` binary: `rollcall serve` runs a member; client subcommands
-//! will follow.
+//! The `rollcall` binary: `rollcall serve` runs a member, `rollcall bench`
+//! measures any etcd-v3 endpoint, `rollcall snapshot restore` rebuilds a
+//! member from a snapshot.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run a registry member.
     Serve(Box<ServeConfig>),
+    /// Load-generate against any etcd-v3-compatible endpoint.
+    Bench(rollcall_client::cli::BenchCommand),
     /// Work with snapshots taken by `etcdctl snapshot save` (Maintenance.Snapshot).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -62,6 +65,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(config) => runtime.block_on(serve(*config)),
+        Command::Bench(bench) => runtime
+            .block_on(rollcall_client::cli::run(bench))
+            .map_err(|e| e.to_string()),
         Command::Snapshot(SnapshotCommand::Restore { file, data_dir }) => restore(&file, &data_dir),
     };
     match result {

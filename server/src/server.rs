@@ -52,6 +52,9 @@ pub enum ServeError {
 
 /// Serves clients on `listeners` until `shutdown` resolves, then stops
 /// accepting, lets in-flight requests finish and waits for the applier.
+/// How long open RPCs may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// The sockets a member serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
     /// gRPC client API, each with whether it speaks TLS.
@@ -154,6 +157,7 @@ pub async fn run(
         config.min_lease_ttl,
         metrics.clone(),
         quota,
+        stop_rx.clone(),
     ));
     let client_urls = listeners
         .iter()
@@ -183,6 +187,7 @@ pub async fn run(
         store.clone(),
         config.watch_stream_buffer,
         config.max_request_bytes,
+        stop_rx.clone(),
     ))
     .max_decoding_message_size(max_message);
     let mut servers = tokio::task::JoinSet::new();
@@ -239,7 +244,17 @@ pub async fn run(
         Some(result) = servers.join_next() => Some(result),
     };
     let _ = stop_tx.send(true);
-    while servers.join_next().await.is_some() {}
+    // Streams end on the stop signal; anything still open after the grace
+    // period (a client not reading its trailers) is cut off.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while servers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+        servers.abort_all();
+        while servers.join_next().await.is_some() {}
+    }
     while http_servers.join_next().await.is_some() {}
     let _ = expiry.await;
     let _ = progress.await;

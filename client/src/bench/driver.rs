@@ -1,8 +1,8 @@
-//! The closed loop shared by every scenario: `clients` tasks spread over
-//! `conns` connections, each issuing its next request as soon as the previous
-//! one answers, until `total` requests have been issued. Each task records
-//! latencies in its own histogram; they are merged at the end, so the hot
-//! path takes no lock.
+//! The closed loop shared by the request/response scenarios: `clients` tasks
+//! spread over `conns` connections, each issuing its next request as soon as
+//! the previous one answers, until `total` requests have been issued or
+//! `duration` has passed. Each task records latencies in its own histogram;
+//! they are merged at the end, so the hot path takes no lock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +21,15 @@ use crate::error::ClientError;
 /// significant digits; slower requests saturate at the top.
 const HIGHEST_MICROS: u64 = 600_000_000;
 
+/// How a request that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completion {
+    Done,
+    /// The request was answered but did not take effect (a compare-and-swap
+    /// whose compare failed): counted apart from successes and errors.
+    Conflict,
+}
+
 /// One request of a scenario.
 pub(crate) trait Workload: Send + Sync + 'static {
     /// Issues request number `seq` (0-based, unique across tasks).
@@ -29,16 +38,37 @@ pub(crate) trait Workload: Send + Sync + 'static {
         client: &Client,
         seq: u64,
         rng: &mut SmallRng,
-    ) -> impl Future<Output = Result<(), ClientError>> + Send;
+    ) -> impl Future<Output = Result<Completion, ClientError>> + Send;
 }
 
 /// The shape of a run.
 #[derive(Debug, Clone)]
 pub(crate) struct Load {
     pub clients: usize,
+    /// At most this many requests (`u64::MAX`: no limit).
     pub total: u64,
+    /// Stop issuing requests after this long, if given.
+    pub duration: Option<Duration>,
     /// Counts completed requests for a progress display, if given.
     pub progress: Option<Arc<AtomicU64>>,
+}
+
+impl Load {
+    /// `total` requests, or as many as fit in `duration` when it is given
+    /// (then `total` still caps them if set).
+    pub fn new(
+        clients: usize,
+        total: Option<u64>,
+        duration: Option<Duration>,
+        progress: Option<Arc<AtomicU64>>,
+    ) -> Self {
+        Self {
+            clients,
+            total: total.unwrap_or(u64::MAX),
+            duration,
+            progress,
+        }
+    }
 }
 
 /// What a run measured.
@@ -46,6 +76,8 @@ pub(crate) struct Load {
 pub(crate) struct Outcome {
     pub histogram: Histogram<u64>,
     pub ok: u64,
+    /// Requests that completed without effect (see [`Completion::Conflict`]).
+    pub conflicts: u64,
     pub errors: u64,
     /// The first error seen, kept whole so a caller can act on its kind.
     pub first_error: Option<ClientError>,
@@ -89,7 +121,44 @@ pub(crate) async fn connect_all(
     Ok(clients)
 }
 
-fn new_histogram() -> Histogram<u64> {
+/// The endpoints the connections were given, normalised, for the report.
+pub(crate) fn endpoints_of(conns: &[Client]) -> Vec<String> {
+    conns
+        .first()
+        .map(|c| c.endpoints().to_vec())
+        .unwrap_or_default()
+}
+
+/// Checks that a run is bounded by a total or a duration.
+pub(crate) fn validate_bounds(
+    total: Option<u64>,
+    duration: Option<Duration>,
+) -> Result<(), ClientError> {
+    match (total, duration) {
+        (None, None) => Err(ClientError::InvalidOption {
+            option: "total",
+            reason: "give a total or a duration",
+        }),
+        (Some(0), _) => Err(ClientError::InvalidOption {
+            option: "total",
+            reason: "must be at least 1",
+        }),
+        (_, Some(d)) if d.is_zero() => Err(ClientError::InvalidOption {
+            option: "duration",
+            reason: "must be positive",
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Microseconds since `started`, at least 1 (the histogram's lowest value).
+pub(crate) fn micros_since(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // The bounds are constants that hdrhistogram accepts (low ≥ 1,
     // high ≥ 2 × low, sigfig ≤ 5), so this cannot fail.
     Histogram::new_with_bounds(1, HIGHEST_MICROS, 3).expect("constant histogram bounds are valid")
@@ -99,6 +168,7 @@ fn new_histogram() -> Histogram<u64> {
 pub(crate) async fn drive<W: Workload>(conns: &[Client], load: &Load, workload: Arc<W>) -> Outcome {
     let issued = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let stop_at = load.duration.map(|d| start + d);
     let mut tasks = Vec::with_capacity(load.clients);
     for i in 0..load.clients {
         let Some(client) = conns.get(i % conns.len().max(1)).cloned() else {
@@ -111,19 +181,26 @@ pub(crate) async fn drive<W: Workload>(conns: &[Client], load: &Load, workload: 
         tasks.push(tokio::spawn(async move {
             let mut rng = SmallRng::from_rng(&mut rand::rng());
             let mut histogram = new_histogram();
-            let (mut ok, mut errors, mut first_error) = (0u64, 0u64, None);
+            let (mut ok, mut conflicts, mut errors, mut first_error) = (0u64, 0u64, 0u64, None);
             loop {
+                if stop_at.is_some_and(|at| Instant::now() >= at) {
+                    break;
+                }
                 let seq = issued.fetch_add(1, Ordering::Relaxed);
                 if seq >= total {
                     break;
                 }
                 let started = Instant::now();
                 let result = workload.op(&client, seq, &mut rng).await;
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let micros = micros_since(started);
                 match result {
-                    Ok(()) => {
+                    Ok(Completion::Done) => {
                         ok += 1;
-                        histogram.saturating_record(micros.max(1));
+                        histogram.saturating_record(micros);
+                    }
+                    Ok(Completion::Conflict) => {
+                        conflicts += 1;
+                        histogram.saturating_record(micros);
                     }
                     Err(e) => {
                         errors += 1;
@@ -134,22 +211,24 @@ pub(crate) async fn drive<W: Workload>(conns: &[Client], load: &Load, workload: 
                     p.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            (histogram, ok, errors, first_error)
+            (histogram, ok, conflicts, errors, first_error)
         }));
     }
     let mut outcome = Outcome {
         histogram: new_histogram(),
         ok: 0,
+        conflicts: 0,
         errors: 0,
         first_error: None,
         elapsed: Duration::ZERO,
     };
     for task in tasks {
         match task.await {
-            Ok((histogram, ok, errors, first_error)) => {
+            Ok((histogram, ok, conflicts, errors, first_error)) => {
                 // Same bounds on both sides: adding cannot go out of range.
                 let _ = outcome.histogram.add(&histogram);
                 outcome.ok += ok;
+                outcome.conflicts += conflicts;
                 outcome.errors += errors;
                 if outcome.first_error.is_none() {
                     outcome.first_error = first_error;

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 
-use super::driver::{self, Load, Workload};
+use super::driver::{self, Completion, Load, Workload};
 use super::keys;
 use super::report::{BenchReport, Params};
 use crate::client::Client;
@@ -22,7 +23,10 @@ pub struct PutBenchOptions {
     /// gRPC connections; clients are spread over them round robin.
     pub conns: usize,
     /// Requests to issue in all, after which the run stops.
-    pub total: u64,
+    pub total: Option<u64>,
+    /// Stop issuing requests after this long (with `total`, whichever
+    /// comes first).
+    pub duration: Option<Duration>,
     pub key_size: usize,
     pub val_size: usize,
     /// Keys are drawn uniformly from this many distinct keys.
@@ -38,7 +42,8 @@ impl Default for PutBenchOptions {
             endpoints: vec!["http://127.0.0.1:2379".to_owned()],
             clients: 100,
             conns: 10,
-            total: 10_000,
+            total: Some(10_000),
+            duration: None,
             key_size: 8,
             val_size: 256,
             key_space: 100_000,
@@ -72,16 +77,23 @@ pub(crate) struct RandomPut {
 }
 
 impl Workload for RandomPut {
-    async fn op(&self, client: &Client, _seq: u64, rng: &mut SmallRng) -> Result<(), ClientError> {
+    async fn op(
+        &self,
+        client: &Client,
+        _seq: u64,
+        rng: &mut SmallRng,
+    ) -> Result<Completion, ClientError> {
         let key = keys::random_key(rng, self.key_space, self.key_size);
-        client.put(key, self.value.clone()).await.map(drop)
+        client.put(key, self.value.clone()).await?;
+        Ok(Completion::Done)
     }
 }
 
-/// Runs the put scenario: `total` puts of random keys by `clients` concurrent
-/// requests over `conns` connections.
+/// Runs the put scenario: puts of random keys by `clients` concurrent
+/// requests over `conns` connections, `total` of them or for `duration`.
 pub async fn run_put(options: PutBenchOptions) -> Result<BenchReport, ClientError> {
     driver::validate(&options.endpoints, options.clients, options.conns)?;
+    driver::validate_bounds(options.total, options.duration)?;
     validate_keys(options.key_size, options.key_space)?;
     let conns = driver::connect_all(&options.endpoints, options.conns, options.connect).await?;
     let workload = Arc::new(RandomPut {
@@ -89,25 +101,25 @@ pub async fn run_put(options: PutBenchOptions) -> Result<BenchReport, ClientErro
         key_space: options.key_space,
         value: keys::random_value(options.val_size),
     });
-    let load = Load {
-        clients: options.clients,
-        total: options.total,
-        progress: options.progress.clone(),
-    };
+    let load = Load::new(
+        options.clients,
+        options.total,
+        options.duration,
+        options.progress.clone(),
+    );
     let outcome = driver::drive(&conns, &load, workload).await;
     let params = Params {
         scenario: "put",
-        endpoints: conns
-            .first()
-            .map(|c| c.endpoints().to_vec())
-            .unwrap_or_default(),
+        endpoints: driver::endpoints_of(&conns),
         clients: options.clients,
         conns: options.conns,
         total: options.total,
+        duration: options.duration,
         key_size: options.key_size,
         val_size: options.val_size,
         key_space: options.key_space,
         consistency: None,
+        counts_conflicts: false,
     };
     Ok(BenchReport::new(params, outcome))
 }

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rand::rngs::SmallRng;
 
-use super::driver::{self, Load, Workload};
+use super::driver::{self, Completion, Load, Workload};
 use super::keys;
 use super::put::validate_keys;
 use super::report::{BenchReport, Params};
@@ -23,7 +24,9 @@ pub struct RangeBenchOptions {
     pub clients: usize,
     pub conns: usize,
     /// Gets to issue in all (the fill comes on top).
-    pub total: u64,
+    pub total: Option<u64>,
+    /// Stop issuing gets after this long (with `total`, whichever first).
+    pub duration: Option<Duration>,
     pub key_size: usize,
     /// Size of the values written by the fill.
     pub val_size: usize,
@@ -44,7 +47,8 @@ impl Default for RangeBenchOptions {
             endpoints: vec!["http://127.0.0.1:2379".to_owned()],
             clients: 100,
             conns: 10,
-            total: 10_000,
+            total: Some(10_000),
+            duration: None,
             key_size: 8,
             val_size: 256,
             key_space: 10_000,
@@ -63,11 +67,16 @@ struct SequentialPut {
 }
 
 impl Workload for SequentialPut {
-    async fn op(&self, client: &Client, seq: u64, _rng: &mut SmallRng) -> Result<(), ClientError> {
+    async fn op(
+        &self,
+        client: &Client,
+        seq: u64,
+        _rng: &mut SmallRng,
+    ) -> Result<Completion, ClientError> {
         client
             .put(keys::key_for(seq, self.key_size), self.value.clone())
-            .await
-            .map(drop)
+            .await?;
+        Ok(Completion::Done)
     }
 }
 
@@ -79,13 +88,19 @@ struct RandomGet {
 }
 
 impl Workload for RandomGet {
-    async fn op(&self, client: &Client, _seq: u64, rng: &mut SmallRng) -> Result<(), ClientError> {
+    async fn op(
+        &self,
+        client: &Client,
+        _seq: u64,
+        rng: &mut SmallRng,
+    ) -> Result<Completion, ClientError> {
         let key = keys::random_key(rng, self.key_space, self.key_size);
         let options = GetOptions {
             serializable: self.serializable,
             ..GetOptions::default()
         };
-        client.get_with(key, options).await.map(drop)
+        client.get_with(key, options).await?;
+        Ok(Completion::Done)
     }
 }
 
@@ -93,14 +108,11 @@ impl Workload for RandomGet {
 /// that error, since the reads would then measure missing keys.
 pub async fn run_range(options: RangeBenchOptions) -> Result<BenchReport, ClientError> {
     driver::validate(&options.endpoints, options.clients, options.conns)?;
+    driver::validate_bounds(options.total, options.duration)?;
     validate_keys(options.key_size, options.key_space)?;
     let conns = driver::connect_all(&options.endpoints, options.conns, options.connect).await?;
     if options.fill {
-        let fill = Load {
-            clients: options.clients,
-            total: options.key_space,
-            progress: None,
-        };
+        let fill = Load::new(options.clients, Some(options.key_space), None, None);
         let workload = Arc::new(SequentialPut {
             key_size: options.key_size,
             value: keys::random_value(options.val_size),
@@ -110,11 +122,12 @@ pub async fn run_range(options: RangeBenchOptions) -> Result<BenchReport, Client
             return Err(e);
         }
     }
-    let load = Load {
-        clients: options.clients,
-        total: options.total,
-        progress: options.progress.clone(),
-    };
+    let load = Load::new(
+        options.clients,
+        options.total,
+        options.duration,
+        options.progress.clone(),
+    );
     let workload = Arc::new(RandomGet {
         key_size: options.key_size,
         key_space: options.key_space,
@@ -123,17 +136,16 @@ pub async fn run_range(options: RangeBenchOptions) -> Result<BenchReport, Client
     let outcome = driver::drive(&conns, &load, workload).await;
     let params = Params {
         scenario: "range",
-        endpoints: conns
-            .first()
-            .map(|c| c.endpoints().to_vec())
-            .unwrap_or_default(),
+        endpoints: driver::endpoints_of(&conns),
         clients: options.clients,
         conns: options.conns,
         total: options.total,
+        duration: options.duration,
         key_size: options.key_size,
         val_size: options.val_size,
         key_space: options.key_space,
         consistency: Some(if options.serializable { "s" } else { "l" }),
+        counts_conflicts: false,
     };
     Ok(BenchReport::new(params, outcome))
 }

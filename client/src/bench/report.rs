@@ -1,21 +1,29 @@
 //! [`BenchReport`]: what a scenario measured, with its parameters, as a
 //! human-readable table or as one JSON line for scripts.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::driver::Outcome;
 
-/// The result of one scenario run. Throughput counts successful requests only.
+/// The result of one scenario run. Throughput counts successful requests only
+/// (for `watch-latency`, delivered events).
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub scenario: String,
     pub endpoints: Vec<String>,
     pub clients: usize,
     pub conns: usize,
-    pub total: u64,
+    /// The request budget, if the run was bounded by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    /// The time budget in seconds, if the run was bounded by one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<f64>,
     pub key_size: usize,
     pub val_size: usize,
     pub key_space: u64,
@@ -23,6 +31,10 @@ pub struct BenchReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency: Option<String>,
     pub ok: u64,
+    /// Requests answered without effect (`txn-cas`: the compare failed
+    /// because another client swapped first); not errors, not in `ok`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflicts: Option<u64>,
     pub errors: u64,
     /// The first error seen, to tell what went wrong without a log.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,6 +42,9 @@ pub struct BenchReport {
     pub elapsed_secs: f64,
     pub ops_per_sec: f64,
     pub latency_ms: LatencySummary,
+    /// Scenario-specific numbers (events expected and received, puts...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
     /// Every successful request's latency in microseconds.
     #[serde(skip)]
     pub histogram: Histogram<u64>,
@@ -81,11 +96,14 @@ pub(crate) struct Params {
     pub endpoints: Vec<String>,
     pub clients: usize,
     pub conns: usize,
-    pub total: u64,
+    pub total: Option<u64>,
+    pub duration: Option<Duration>,
     pub key_size: usize,
     pub val_size: usize,
     pub key_space: u64,
     pub consistency: Option<&'static str>,
+    /// Whether the scenario counts conflicts (reported even when zero).
+    pub counts_conflicts: bool,
 }
 
 impl BenchReport {
@@ -103,48 +121,80 @@ impl BenchReport {
             clients: params.clients,
             conns: params.conns,
             total: params.total,
+            duration_secs: params.duration.map(|d| d.as_secs_f64()),
             key_size: params.key_size,
             val_size: params.val_size,
             key_space: params.key_space,
             consistency: params.consistency.map(str::to_owned),
             ok: outcome.ok,
+            conflicts: params.counts_conflicts.then_some(outcome.conflicts),
             errors: outcome.errors,
             first_error: outcome.first_error.map(|e| e.to_string()),
             elapsed_secs,
             ops_per_sec,
             latency_ms: LatencySummary::from_micros(&outcome.histogram),
+            extra: BTreeMap::new(),
             histogram: outcome.histogram,
         }
+    }
+
+    /// Adds a scenario-specific number (shown in the table and the JSON).
+    #[must_use]
+    pub fn with_extra(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(name.to_owned(), value.into());
+        self
     }
 
     /// A small table: the parameters on one line, then the results.
     pub fn table(&self) -> String {
         let l = &self.latency_ms;
         let mut out = String::new();
-        let consistency = self
-            .consistency
-            .as_deref()
-            .map(|c| format!(", consistency {c}"))
-            .unwrap_or_default();
+        let bound = match (self.total, self.duration_secs) {
+            (Some(total), None) => format!("{total} requests"),
+            (None, Some(secs)) => format!("{secs} s"),
+            (Some(total), Some(secs)) => format!("{secs} s (at most {total} requests)"),
+            (None, None) => "unbounded".to_owned(),
+        };
+        // Sizes a scenario does not use are 0 and left out.
+        let mut shape = Vec::new();
+        if self.key_size > 0 {
+            shape.push(format!("key {} B", self.key_size));
+        }
+        if self.val_size > 0 {
+            shape.push(format!("value {} B", self.val_size));
+        }
+        if self.key_space > 0 {
+            shape.push(format!("key space {}", self.key_space));
+        }
+        if let Some(c) = &self.consistency {
+            shape.push(format!("consistency {c}"));
+        }
+        let shape = if shape.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", shape.join(", "))
+        };
         let _ = writeln!(
             out,
-            "{}: {} requests, {} clients over {} connections to {}; key {} B, value {} B, key space {}{}",
+            "{}: {}, {} clients over {} connections to {}{}",
             self.scenario,
-            self.total,
+            bound,
             self.clients,
             self.conns,
             self.endpoints.join(","),
-            self.key_size,
-            self.val_size,
-            self.key_space,
-            consistency,
+            shape,
         );
-        let header = [
-            "ok", "errors", "secs", "ops/s", "min ms", "mean ms", "p50 ms", "p90 ms", "p99 ms",
+        let mut header = vec!["ok"];
+        let mut row = vec![self.ok.to_string()];
+        if let Some(conflicts) = self.conflicts {
+            header.push("conflicts");
+            row.push(conflicts.to_string());
+        }
+        header.extend([
+            "errors", "secs", "ops/s", "min ms", "mean ms", "p50 ms", "p90 ms", "p99 ms",
             "p99.9 ms", "max ms",
-        ];
-        let row = [
-            self.ok.to_string(),
+        ]);
+        row.extend([
             self.errors.to_string(),
             format!("{:.3}", self.elapsed_secs),
             format!("{:.1}", self.ops_per_sec),
@@ -155,7 +205,7 @@ impl BenchReport {
             format!("{:.3}", l.p99),
             format!("{:.3}", l.p999),
             format!("{:.3}", l.max),
-        ];
+        ]);
         let widths: Vec<usize> = header
             .iter()
             .zip(&row)
@@ -170,6 +220,14 @@ impl BenchReport {
         };
         let _ = writeln!(out, "{}", line(&mut header.iter().map(|h| (*h).to_owned())));
         let _ = writeln!(out, "{}", line(&mut row.iter().cloned()));
+        if !self.extra.is_empty() {
+            let extra: Vec<String> = self
+                .extra
+                .iter()
+                .map(|(name, value)| format!("{name} {value}"))
+                .collect();
+            let _ = writeln!(out, "{}", extra.join(", "));
+        }
         if let Some(e) = &self.first_error {
             let _ = writeln!(out, "first error: {e}");
         }
@@ -196,6 +254,7 @@ mod tests {
         let outcome = Outcome {
             histogram,
             ok: 1000,
+            conflicts: 0,
             errors: 2,
             first_error: Some(crate::ClientError::Timeout(Duration::from_secs(1))),
             elapsed: Duration::from_secs(2),
@@ -205,11 +264,13 @@ mod tests {
             endpoints: vec!["http://127.0.0.1:1".into()],
             clients: 10,
             conns: 2,
-            total: 1002,
+            total: Some(1002),
+            duration: None,
             key_size: 8,
             val_size: 256,
             key_space: 100,
             consistency: None,
+            counts_conflicts: false,
         };
         Ok(BenchReport::new(params, outcome))
     }
@@ -227,6 +288,11 @@ mod tests {
         let p50 = v["latency_ms"]["p50"].as_f64().unwrap_or_default();
         assert!((0.49..=0.51).contains(&p50), "p50 {p50}");
         assert!(v.get("consistency").is_none());
+        assert!(v.get("conflicts").is_none());
+        assert!(v.get("extra").is_none());
+        let v: serde_json::Value =
+            serde_json::from_str(&r.with_extra("events_expected", 5u64).json_line())?;
+        assert_eq!(v["extra"]["events_expected"], 5);
         Ok(())
     }
 

@@ -122,7 +122,9 @@ pub fn instance_key(service: &str, id: &str) -> Result<String, InstanceError> {
 
 /// The service and instance id of a registry key, if it is one.
 pub fn parse_key(key: &[u8]) -> Option<(&str, &str)> {
-    let rest = std::str::from_utf8(key).ok()?.strip_prefix(SERVICES_PREFIX)?;
+    let rest = std::str::from_utf8(key)
+        .ok()?
+        .strip_prefix(SERVICES_PREFIX)?;
     let (service, id) = rest.split_once('/')?;
     (!service.is_empty() && !id.is_empty() && !id.contains('/')).then_some((service, id))
 }

@@ -5,5 +5,19 @@
 pub mod instance;
 pub mod snapshot;
 
+pub use instance::{
+    Health, Instance, InstanceError, SERVICES_PREFIX, instance_key, parse_key, service_prefix,
+};
 pub use snapshot::{DEFAULT_PROTECTION_THRESHOLD, ServiceSnapshot};
-pub use instance::{Health, Instance, InstanceError, SERVICES_PREFIX, instance_key, parse_key, service_prefix};
+
+mod cache;
+pub mod discovery;
+pub mod error;
+mod http;
+pub mod probe;
+pub mod registration;
+
+pub use discovery::{Discovery, DiscoveryOptions};
+pub use error::RegistryError;
+pub use probe::{CheckFailure, HealthProbe, ProbeError, ProbeFuture};
+pub use registration::{Registration, RegistrationOptions, RegistrationState};

@@ -26,7 +26,12 @@ impl ServiceSnapshot {
     /// The instances to send traffic to: the passing ones, or all of them
     /// when fewer than `threshold` (0.0..=1.0) of the instances pass.
     pub fn eligible(&self, threshold: f64) -> Vec<Instance> {
-        let passing: Vec<Instance> = self.instances.iter().filter(|i| i.is_passing()).cloned().collect();
+        let passing: Vec<Instance> = self
+            .instances
+            .iter()
+            .filter(|i| i.is_passing())
+            .cloned()
+            .collect();
         let total = self.instances.len();
         #[allow(clippy::cast_precision_loss)]
         let enough = passing.len() as f64 >= threshold * total as f64;
@@ -52,16 +57,30 @@ mod tests {
                 instance
             })
             .collect();
-        ServiceSnapshot { service: "s".into(), instances: Arc::new(instances), revision: 1, stale: false }
+        ServiceSnapshot {
+            service: "s".into(),
+            instances: Arc::new(instances),
+            revision: 1,
+            stale: false,
+        }
     }
 
     #[test]
     fn protection_threshold_returns_all_when_too_few_pass() {
         use Health::{Critical, Passing};
-        assert_eq!(snapshot(&[Passing, Passing, Critical]).eligible(0.5).len(), 2);
-        assert_eq!(snapshot(&[Passing, Critical, Critical]).eligible(0.5).len(), 3);
+        assert_eq!(
+            snapshot(&[Passing, Passing, Critical]).eligible(0.5).len(),
+            2
+        );
+        assert_eq!(
+            snapshot(&[Passing, Critical, Critical]).eligible(0.5).len(),
+            3
+        );
         assert_eq!(snapshot(&[Critical, Critical]).eligible(0.0).len(), 2);
-        assert_eq!(snapshot(&[Passing, Critical, Critical]).eligible(0.0).len(), 1);
+        assert_eq!(
+            snapshot(&[Passing, Critical, Critical]).eligible(0.0).len(),
+            1
+        );
         assert!(snapshot(&[]).eligible(0.5).is_empty());
     }
 }

@@ -16,6 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::HeaderFiller;
+use super::shutdown::UntilStopped;
 use crate::apply::{Applied, Command};
 use crate::error::Error;
 use crate::lease::{Lessor, MAX_LEASE_TTL};
@@ -28,6 +29,8 @@ use crate::quota::{LEASE_GRANT_COST, QuotaGuard};
 const KEEPALIVE_BUFFER: usize = 256;
 
 pub struct LeaseService {
+    /// Turns true when the server stops: open keep-alive streams then end.
+    stop: tokio::sync::watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     quota: QuotaGuard,
     store: Store,
@@ -46,9 +49,11 @@ impl LeaseService {
         min_ttl: i64,
         metrics: Arc<Metrics>,
         quota: QuotaGuard,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let header = HeaderFiller::new(store.clone());
         Self {
+            stop,
             metrics,
             quota,
             store,
@@ -156,7 +161,8 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let responses = UntilStopped::new(ReceiverStream::new(rx), self.stop.clone());
+        Ok(Response::new(Box::pin(responses)))
     }
 
     async fn lease_time_to_live(

@@ -24,6 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::header::HeaderFiller;
+use super::shutdown::UntilStopped;
 use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::mvcc::{KeyRange, Store};
 use crate::watch::hub::CreateError;
@@ -33,6 +34,8 @@ use crate::watch::{StreamMsg, WatchHub, WatchSpec};
 const OUTBOUND_BUFFER: usize = 16;
 
 pub struct WatchService {
+    /// Turns true when the server stops: open streams then end.
+    stop: tokio::sync::watch::Receiver<bool>,
     hub: Arc<WatchHub>,
     store: Store,
     header: HeaderFiller,
@@ -49,9 +52,11 @@ impl WatchService {
         store: Store,
         stream_buffer: usize,
         max_request_bytes: usize,
+        stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let header = HeaderFiller::new(store.clone());
         Self {
+            stop,
             hub,
             store,
             header,
@@ -90,7 +95,8 @@ impl Watch for WatchService {
             canceled: HashSet::new(),
         };
         tokio::spawn(sender.run(msg_rx, out_tx));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        let responses = UntilStopped::new(ReceiverStream::new(out_rx), self.stop.clone());
+        Ok(Response::new(Box::pin(responses)))
     }
 }
 

@@ -74,8 +74,11 @@ impl LeaseTable {
         if lease != 0
             && let Some(entry) = self.leases.get_mut(&lease)
         {
+            // Own the bytes: the caller's key may be a view into a whole
+            // request buffer that would otherwise stay alive with the lease.
+            let key = Bytes::copy_from_slice(key);
             entry.keys.insert(key.clone());
-            self.lease_of.insert(key.clone(), lease);
+            self.lease_of.insert(key, lease);
         }
     }
 

@@ -23,7 +23,15 @@ pub struct TreeIndex {
 
 impl TreeIndex {
     pub fn put(&mut self, key: &Bytes, rev: Revision) {
-        self.keys.entry(key.clone()).or_default().put(rev);
+        if let Some(ki) = self.keys.get_mut(key.as_ref()) {
+            ki.put(rev);
+            return;
+        }
+        let mut ki = KeyIndex::default();
+        ki.put(rev);
+        // A request's key is a view into its whole decode buffer; a key kept
+        // for the life of the index must not pin that buffer.
+        self.keys.insert(Bytes::copy_from_slice(key), ki);
     }
 
     /// Restores a key from its oldest surviving record during start-up.
@@ -31,8 +39,10 @@ impl TreeIndex {
         match self.keys.get_mut(key) {
             Some(ki) => ki.put(modified),
             None => {
-                self.keys
-                    .insert(key.clone(), KeyIndex::restored(created, modified, version));
+                self.keys.insert(
+                    Bytes::copy_from_slice(key),
+                    KeyIndex::restored(created, modified, version),
+                );
             }
         }
     }
