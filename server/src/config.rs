@@ -71,6 +71,10 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_CLIENT_CERT_AUTH")]
     pub client_cert_auth: bool,
 
+    /// Memory for redb's page cache, in bytes.
+    #[arg(long, env = "ROLLCALL_BACKEND_CACHE_BYTES", default_value_t = crate::storage::DEFAULT_CACHE_BYTES)]
+    pub backend_cache_bytes: usize,
+
     /// Comma-separated URLs for /metrics, /health, /livez and /readyz.
     #[arg(
         long,

@@ -89,7 +89,7 @@ pub async fn run(
     } else {
         None
     };
-    let store = Store::open(&config.data_dir)?;
+    let store = Store::open(&config.data_dir, config.backend_cache_bytes)?;
     let metrics = Arc::new(Metrics::new());
     {
         let committed = store.read_committed();

@@ -62,8 +62,8 @@ pub struct Store {
 impl Store {
     /// Opens the store under `data_dir`, rebuilding the key index from history
     /// and finishing a compaction a crash may have interrupted.
-    pub fn open(data_dir: &Path) -> Result<Self, Error> {
-        let db = storage::open(data_dir)?;
+    pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Self, Error> {
+        let db = storage::open(data_dir, cache_bytes)?;
         let identity = ensure_identity(&db)?;
         let rev = storage::read_meta(&db, MetaKey::CurrentRevision)?.unwrap_or(1);
         let compact_rev = storage::read_meta(&db, MetaKey::CompactRevisionPlusOne)?

@@ -15,14 +15,22 @@ pub use schema::{ALARMS, HISTORY, LEASES, META, MetaKey};
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "rollcall.redb";
 
-/// Opens (or creates) the database under `data_dir` and makes sure every table
-/// exists, so read transactions never see a missing table.
-pub fn open(data_dir: &Path) -> Result<Database, Error> {
+/// redb's page cache for a member: redb's own default (1 GiB) would let a
+/// write-heavy registry hold that much in memory; the OS page cache still
+/// keeps the rest of a hot database close.
+pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Opens (or creates) the database under `data_dir` with a page cache of
+/// `cache_bytes`, and makes sure every table exists, so read transactions
+/// never see a missing table.
+pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Database, Error> {
     std::fs::create_dir_all(data_dir).map_err(|source| Error::DataDir {
         path: data_dir.to_path_buf(),
         source,
     })?;
-    let db = Database::create(data_dir.join(DB_FILE))?;
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .create(data_dir.join(DB_FILE))?;
     let txn = db.begin_write()?;
     txn.open_table(HISTORY)?;
     txn.open_table(META)?;
