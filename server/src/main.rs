@@ -1,4 +1,5 @@
-//! The `rollcall` binary: `rollcall serve` runs a member, `rollcall bench`
+//! The `rollcall` binary: `rollcall serve` runs a member, the client commands
+//! (`get`, `put`, `register`, `discover`, ...) talk to one, `rollcall bench`
 //! measures any etcd-v3 endpoint, `rollcall snapshot restore` rebuilds a
 //! member from a snapshot.
 
@@ -30,6 +31,9 @@ enum Command {
     /// Work with snapshots taken by `etcdctl snapshot save` (Maintenance.Snapshot).
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Client commands: get, put, del, watch, lease, register, services, discover, status.
+    #[command(flatten)]
+    Client(rollcall_client::cli::commands::ClientCommand),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +68,10 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        // Client commands report their own errors and choose the exit code.
+        Command::Client(command) => {
+            return runtime.block_on(rollcall_client::cli::commands::run(command));
+        }
         Command::Serve(config) => runtime.block_on(serve(*config)),
         Command::Bench(bench) => runtime
             .block_on(rollcall_client::cli::run(bench))

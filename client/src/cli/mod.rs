@@ -15,6 +15,7 @@
 //! rollcall bench lease-keepalive --leases 10000 --streams 1 --duration 10s --output json
 //! ```
 
+pub mod commands;
 mod progress;
 
 use std::sync::Arc;
