@@ -45,6 +45,7 @@ use crate::backoff::{Backoff, RetryPolicy};
 use crate::endpoint::{self, ConnectOptions, Endpoints};
 use crate::error::ClientError;
 use crate::stream::{Opener, Responses};
+use crate::tls::ClientTls;
 
 /// The largest response accepted, as etcd clientv3 (`math.MaxInt32`): a range
 /// over a big keyspace can legitimately exceed tonic's 4 MiB default.
@@ -100,6 +101,26 @@ impl Client {
         let endpoints = Endpoints::new(
             endpoint::normalize_endpoints(endpoints)?,
             options.connect_timeout,
+        );
+        let channel = endpoints.connect_first().await?;
+        Ok(Self::from_channel(channel, endpoints, options))
+    }
+
+    /// Connects over TLS to `https://` endpoints (plain `http://` ones in the
+    /// list are still dialled in the clear).
+    pub async fn connect_with_tls<I, S>(
+        endpoints: I,
+        options: ConnectOptions,
+        tls: &ClientTls,
+    ) -> Result<Self, ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let endpoints = Endpoints::with_tls(
+            endpoint::normalize_endpoints(endpoints)?,
+            options.connect_timeout,
+            Some(tls.connector()?),
         );
         let channel = endpoints.connect_first().await?;
         Ok(Self::from_channel(channel, endpoints, options))

@@ -38,10 +38,12 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
 use tonic::codegen::http::Uri;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{ClientError, EndpointFailure};
+use crate::tls::Conn;
 
 /// How to connect and how long a call may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,23 +70,24 @@ impl Default for ConnectOptions {
     }
 }
 
-/// The canonical form of an endpoint: `http://host:port`. A bare `host:port`
-/// gets `http://`; TLS is not supported yet, so `https://` is refused rather
-/// than silently spoken in plain text.
+/// The canonical form of an endpoint: `http://host:port` or
+/// `https://host:port`. A bare `host:port` gets `http://`. An `https://`
+/// endpoint is only dialled with TLS options ([`crate::ClientTls`]), never
+/// in plain text.
 pub fn normalize_endpoint(endpoint: &str) -> Result<String, ClientError> {
     let invalid = |reason| ClientError::InvalidEndpoint {
         endpoint: endpoint.to_owned(),
         reason,
     };
     let trimmed = endpoint.trim().trim_end_matches('/');
-    let authority = if let Some(rest) = trimmed.strip_prefix("http://") {
-        rest
-    } else if trimmed.starts_with("https://") {
-        return Err(invalid("TLS (https://) is not supported yet"));
+    let (scheme, authority) = if let Some(rest) = trimmed.strip_prefix("http://") {
+        ("http", rest)
+    } else if let Some(rest) = trimmed.strip_prefix("https://") {
+        ("https", rest)
     } else if trimmed.contains("://") {
-        return Err(invalid("only http:// endpoints are supported"));
+        return Err(invalid("only http:// and https:// endpoints are supported"));
     } else {
-        trimmed
+        ("http", trimmed)
     };
     if authority.is_empty() {
         return Err(invalid("no host given"));
@@ -92,7 +95,7 @@ pub fn normalize_endpoint(endpoint: &str) -> Result<String, ClientError> {
     if authority.contains('/') {
         return Err(invalid("an endpoint has no path"));
     }
-    let normalized = format!("http://{authority}");
+    let normalized = format!("{scheme}://{authority}");
     if normalized.parse::<tonic::codegen::http::Uri>().is_err() {
         return Err(invalid("not a valid host:port"));
     }
@@ -118,7 +121,6 @@ where
 
 /// A client's endpoints, normalised, and which one is current. Shared by the
 /// client's clones and its channel's connector.
-#[derive(Debug)]
 pub(crate) struct Endpoints {
     list: Arc<[String]>,
     /// Index in `list` of the current endpoint; connections watch it to close
@@ -130,16 +132,38 @@ pub(crate) struct Endpoints {
     rotate: AtomicBool,
     /// Bound on dialling one endpoint.
     connect_timeout: Duration,
+    /// For `https://` endpoints (not `Debug`, hence the manual impl below).
+    tls: Option<TlsConnector>,
+}
+
+impl fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoints")
+            .field("list", &self.list)
+            .field("current", &*self.current.borrow())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Endpoints {
     /// `list` must be normalised and non-empty.
     pub(crate) fn new(list: Vec<String>, connect_timeout: Duration) -> Arc<Self> {
+        Self::with_tls(list, connect_timeout, None)
+    }
+
+    pub(crate) fn with_tls(
+        list: Vec<String>,
+        connect_timeout: Duration,
+        tls: Option<TlsConnector>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             list: list.into(),
             current: watch::Sender::new(0),
             rotate: AtomicBool::new(true),
             connect_timeout,
+            tls,
         })
     }
 
@@ -200,7 +224,7 @@ impl Endpoints {
             let Some(endpoint) = self.list.get(index) else {
                 continue;
             };
-            match dial_tcp(endpoint, self.connect_timeout).await {
+            match dial(endpoint, self.connect_timeout, self.tls.as_ref()).await {
                 Ok(stream) => {
                     self.set_current(index);
                     return Ok(EndpointIo::new(stream, index, self.current.subscribe()));
@@ -249,7 +273,9 @@ impl Endpoints {
 /// choice. No connect timeout here: the connector bounds each dial itself
 /// (one bound over a whole pass would starve the later endpoints).
 fn channel_endpoint(endpoint: &str) -> Result<Endpoint, ClientError> {
-    Endpoint::from_shared(endpoint.to_owned())
+    // TLS is the connector's business; the URI stays http:// for tonic.
+    let uri = endpoint.replacen("https://", "http://", 1);
+    Endpoint::from_shared(uri)
         .map(|e| e.tcp_nodelay(true))
         .map_err(|_| ClientError::InvalidEndpoint {
             endpoint: endpoint.to_owned(),
@@ -266,10 +292,38 @@ fn socket_address(endpoint: &str) -> io::Result<String> {
     let authority = uri
         .authority()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host"))?;
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
     Ok(match authority.port_u16() {
         Some(_) => authority.as_str().to_owned(),
-        None => format!("{}:80", authority.as_str()),
+        None => format!("{}:{default_port}", authority.as_str()),
     })
+}
+
+/// One connection to a normalised endpoint: TCP, then TLS for `https://`.
+async fn dial(endpoint: &str, timeout: Duration, tls: Option<&TlsConnector>) -> io::Result<Conn> {
+    let stream = dial_tcp(endpoint, timeout).await?;
+    if !endpoint.starts_with("https://") {
+        return Ok(Conn::Plain(stream));
+    }
+    let Some(connector) = tls else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an https:// endpoint needs TLS options (--cacert)",
+        ));
+    };
+    let uri: Uri = endpoint
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let host = uri.host().unwrap_or_default().to_owned();
+    let handshake = crate::tls::handshake(connector, &host, stream);
+    let stream = tokio::time::timeout(timeout, handshake)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    Ok(Conn::Tls(Box::new(stream)))
 }
 
 /// One TCP connection to a normalised endpoint, within `timeout`.
@@ -357,7 +411,7 @@ type Moved = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// client has moved to another endpoint, so HTTP/2 drops it and the next
 /// call dials the endpoint that is current.
 pub(crate) struct EndpointIo {
-    stream: TcpStream,
+    stream: Conn,
     moved: Option<Moved>,
 }
 
@@ -371,7 +425,7 @@ impl fmt::Debug for EndpointIo {
 }
 
 impl EndpointIo {
-    fn new(stream: TcpStream, index: usize, mut current: watch::Receiver<usize>) -> Self {
+    fn new(stream: Conn, index: usize, mut current: watch::Receiver<usize>) -> Self {
         let moved: Moved = Box::pin(async move {
             let _ = current.wait_for(|&c| c != index).await;
         });
@@ -473,7 +527,7 @@ mod tests {
 
     #[test]
     fn bad_endpoints_are_rejected() {
-        for bad in ["", "https://a:1", "unix:///tmp/s", "http://a:1/x", "a b:1"] {
+        for bad in ["", "unix:///tmp/s", "http://a:1/x", "a b:1"] {
             assert!(
                 matches!(
                     normalize_endpoint(bad),

@@ -62,6 +62,10 @@ pub enum ClientError {
         reason: &'static str,
     },
 
+    /// The TLS files could not be used.
+    #[error("TLS: {0}")]
+    Tls(String),
+
     /// A watch could not be created or ended.
     #[error(transparent)]
     Watch(#[from] WatchError),
@@ -169,7 +173,10 @@ impl ClientError {
                     | Code::FailedPrecondition
                     | Code::OutOfRange
             ),
-            Self::NoEndpoints | Self::InvalidEndpoint { .. } | Self::InvalidOption { .. } => false,
+            Self::NoEndpoints
+            | Self::InvalidEndpoint { .. }
+            | Self::InvalidOption { .. }
+            | Self::Tls(_) => false,
             Self::Watch(e) => matches!(e, WatchError::Disconnected { .. }),
             Self::Unreachable { .. } | Self::Transport(_) | Self::Timeout(_) => true,
         }

@@ -38,8 +38,9 @@
 //! Layout:
 //! - `client.rs`: [`Client`], its connection and the deadline + error mapping
 //!   of every unary call;
-//! - `endpoint.rs`: [`ConnectOptions`], endpoint parsing, connecting to the
-//!   first endpoint that answers (where failover will go);
+//! - `endpoint.rs`: [`ConnectOptions`], endpoint parsing, the connection that
+//!   fails over to the next endpoint;
+//! - `tls.rs`: [`ClientTls`], TLS and mutual TLS to `https://` endpoints;
 //! - `kv/`: get/put/delete/txn/compact, their options and the [`Txn`] builder;
 //! - `lease/`: grant/revoke/time-to-live/leases/keep-alive-once and the
 //!   [`LeaseKeeper`] that renews a lease in the background;
@@ -51,8 +52,12 @@
 //! - `key.rs`: [`IntoBytes`], [`RangeEnd`] and [`prefix_end`];
 //! - `header.rs`: [`HasHeader`], the revision a response was served at;
 //! - `error.rs`: [`ClientError`] and the recognition of etcd's errors;
+//! - `registry/`: the registry conventions, `Registration` (with health
+//!   probes) and `Discovery`;
+//! - `balance/`: balancers over discovered instances and a `tower` Discover;
 //! - `bench/`: the load generator behind `rollcall bench`;
-//! - `cli/`: the `rollcall bench` command line (clap) over `bench/`.
+//! - `cli/`: the `rollcall bench` command line over `bench/`, and in
+//!   `cli/commands/` the client commands (`get`, `put`, `register`, ...).
 
 mod backoff;
 pub mod balance;
@@ -67,7 +72,9 @@ mod kv;
 mod lease;
 mod maintenance;
 pub mod registry;
+pub use tls::ClientTls;
 mod stream;
+mod tls;
 mod watch;
 
 pub use backoff::RetryPolicy;

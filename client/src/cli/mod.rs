@@ -1,4 +1,6 @@
-//! The `rollcall bench` command line: [`BenchCommand`] (clap arguments, one
+//! The `rollcall` binary's client-side command lines: the client commands in
+//! [`commands`] (`get`, `put`, `watch`, `lease`, `register`, `discover`, ...),
+//! and here the `rollcall bench` command line: [`BenchCommand`] (clap arguments, one
 //! subcommand per scenario) and [`run`], which runs the scenario with a
 //! progress display on stderr and prints the report on stdout. The scenario
 //! logic lives in [`crate::bench`]; this module only parses and prints.

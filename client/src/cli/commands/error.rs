@@ -95,7 +95,8 @@ impl CliError {
             ClientError::Watch(e) => Self::Watch(e),
             e @ (ClientError::NoEndpoints
             | ClientError::InvalidEndpoint { .. }
-            | ClientError::InvalidOption { .. }) => Self::Usage(e.to_string()),
+            | ClientError::InvalidOption { .. }
+            | ClientError::Tls(_)) => Self::Usage(e.to_string()),
             // No endpoint accepted a connection: each is named with its error.
             ClientError::Transport(status)
                 if status.source().and_then(connect_failures).is_some() =>

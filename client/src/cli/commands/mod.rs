@@ -54,6 +54,7 @@ pub use self::watch::WatchArgs;
 use super::{Output, parse_duration};
 use crate::client::Client;
 use crate::endpoint::ConnectOptions;
+use crate::tls::ClientTls;
 
 /// The environment variable `--endpoints` falls back to.
 pub const ENDPOINTS_ENV: &str = "ROLLCALL_ENDPOINTS";
@@ -102,6 +103,37 @@ pub struct GlobalArgs {
     /// Bound on each request (and on connecting): `5s`, `500ms`, `1m`.
     #[arg(long, value_parser = parse_duration, default_value = "5s", global = true)]
     pub timeout: Duration,
+    /// TLS files, boxed: they are rarely given and would triple the size of
+    /// every command.
+    #[command(flatten)]
+    pub tls: Box<TlsArgs>,
+}
+
+/// TLS options, as etcdctl names them.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// CA certificate (PEM) that signs the registry's certificate; needed for
+    /// `https://` endpoints.
+    #[arg(long, env = "ROLLCALL_CACERT", global = true)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), for registries that require one.
+    #[arg(
+        long = "cert",
+        id = "client_cert",
+        env = "ROLLCALL_CERT",
+        global = true,
+        requires = "client_key"
+    )]
+    pub cert: Option<std::path::PathBuf>,
+    /// The key (PEM) of `--cert`.
+    #[arg(
+        long = "key",
+        id = "client_key",
+        env = "ROLLCALL_KEY",
+        global = true,
+        requires = "client_cert"
+    )]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 impl GlobalArgs {
@@ -118,9 +150,18 @@ impl GlobalArgs {
     /// Connects to the endpoints (the first that answers; later calls fail
     /// over to the others).
     pub(crate) async fn connect(&self) -> Result<Client, CliError> {
-        Client::connect_with(self.endpoints.iter().cloned(), self.connect_options())
-            .await
-            .map_err(|e| CliError::client(e, &self.endpoints))
+        let endpoints = self.endpoints.iter().cloned();
+        let connected = match &self.tls.cacert {
+            Some(ca) => {
+                let tls = ClientTls {
+                    ca: ca.clone(),
+                    identity: self.tls.cert.clone().zip(self.tls.client_key.clone()),
+                };
+                Client::connect_with_tls(endpoints, self.connect_options(), &tls).await
+            }
+            None => Client::connect_with(endpoints, self.connect_options()).await,
+        };
+        connected.map_err(|e| CliError::client(e, &self.endpoints))
     }
 
     pub(crate) fn json(&self) -> bool {
