@@ -303,6 +303,7 @@ impl Applier {
             // Logically compacted already (durable above); this only frees space.
             delete_compacted(&db, at, &keep)?;
         }
+        self.store.refresh_size();
         if !events.is_empty() {
             self.hub.publish(&events, rev);
         }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
@@ -57,6 +58,9 @@ pub struct Store {
     committed: Arc<RwLock<Committed>>,
     pub identity: Identity,
     path: std::path::PathBuf,
+    /// The file's size, refreshed by the applier after each commit (the only
+    /// time it changes), so the quota check on every write needs no syscall.
+    size: Arc<AtomicI64>,
 }
 
 impl Store {
@@ -80,12 +84,15 @@ impl Store {
             let keep = committed.index.compact(compact_rev);
             delete_compacted(&db, compact_rev, &keep)?;
         }
-        Ok(Self {
+        let store = Self {
             db: Arc::new(RwLock::new(db)),
             committed: Arc::new(RwLock::new(committed)),
             identity,
             path: data_dir.join(storage::DB_FILE),
-        })
+            size: Arc::new(AtomicI64::new(0)),
+        };
+        store.refresh_size();
+        Ok(store)
     }
 
     /// Runs `f` on a consistent view of the newest committed revision.
@@ -130,6 +137,8 @@ impl Store {
                 break;
             }
         }
+        drop(db);
+        self.refresh_size();
         Ok(())
     }
 
@@ -156,9 +165,16 @@ impl Store {
         self.path.parent().unwrap_or_else(|| Path::new("."))
     }
 
-    /// Size of the database file in bytes.
+    /// Size of the database file in bytes, as of the last commit.
     pub fn db_size(&self) -> i64 {
-        std::fs::metadata(&self.path).map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX))
+        self.size.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Re-reads the file's size; the applier calls it after every change.
+    pub fn refresh_size(&self) {
+        let size =
+            std::fs::metadata(&self.path).map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX));
+        self.size.store(size, AtomicOrdering::Relaxed);
     }
 
     pub fn meta(&self, key: MetaKey) -> Result<Option<u64>, Error> {
