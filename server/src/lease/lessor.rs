@@ -136,19 +136,6 @@ impl Lessor {
             state.queue.push(Reverse((at, id)));
         }
     }
-
-    /// When the next deadline falls, if any.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.state().queue.peek().map(|Reverse((at, _))| *at)
-    }
-
-    pub fn len(&self) -> usize {
-        self.state().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -209,7 +196,7 @@ mod tests {
         let now = Instant::now();
         assert_eq!(lessor.take_expired(now, 30).len(), 30);
         assert_eq!(lessor.take_expired(now, 100).len(), 70);
-        assert_eq!(lessor.len(), 100);
-        assert_eq!(lessor.next_deadline(), None);
+        assert_eq!(lessor.state().by_id.len(), 100);
+        assert!(lessor.state().queue.is_empty());
     }
 }

@@ -158,10 +158,6 @@ impl WatchHub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub fn watcher_count(&self) -> usize {
-        self.state().watchers.len()
-    }
-
     /// Registers a watcher. `created` is the stream slot reserved for its
     /// Created response, filled under the hub lock so the response precedes
     /// every event and names the revision the watcher starts after.
