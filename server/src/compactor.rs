@@ -17,7 +17,7 @@ use rollcall_proto::etcdserverpb::CompactionRequest;
 use tokio::time::Instant;
 
 use crate::apply::Command;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 
@@ -146,7 +146,7 @@ pub async fn run(
                 compacted = target;
             }
             // Someone compacted further already.
-            Err(Error::Compacted) => compacted = target,
+            Err(Error::Refused(Refusal::Compacted)) => compacted = target,
             Err(Error::Stopped) => return,
             Err(e) => tracing::warn!(revision = target, error = %e, "auto-compaction failed"),
         }

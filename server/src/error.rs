@@ -1,11 +1,17 @@
-//! The errors of the store and the write path. Each etcd-visible error is its
-//! own variant whose message is etcd's, byte for byte (clients match on the
-//! strings); `api::status` turns them into gRPC statuses in one place.
+//! The errors of the store and the write path. Deterministic refusals
+//! ([`Refusal`], etcd's `etcdserver: …` errors) are a type of their own, apart
+//! from this member's failures, because replication depends on the
+//! difference: a refusal is part of the replicated outcome, a storage failure
+//! stops the member. `api::status` turns both into gRPC statuses in one place.
 
 use std::path::PathBuf;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
+/// A request refused by etcd's rules: the same request against the same
+/// state is refused the same way on every member and on every replay, so a
+/// refusal is an answer to send, never a fault of this member. Each message
+/// is etcd's, byte for byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
     #[error("etcdserver: key is not provided")]
     EmptyKey,
     #[error("etcdserver: key not found")]
@@ -32,6 +38,15 @@ pub enum Error {
     LeaseTtlTooLarge,
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+}
+
+/// Everything that can go wrong in the store and the write path: a
+/// [`Refusal`], or a failure of this member (its disk, a broken invariant,
+/// a stopped applier) that says nothing about the request.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     /// A broken internal invariant: a bug, never a client's fault.
     #[error("rollcall: internal error: {0}")]
     Internal(&'static str),

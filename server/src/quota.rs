@@ -2,6 +2,10 @@
 //! that would take the database file past it is refused with etcd's
 //! "database space exceeded" and raises the NOSPACE alarm. Costs follow
 //! etcd's estimate: the bytes a request adds plus a fixed per-key overhead.
+//!
+//! Pure arithmetic, used by `apply` (which writes a NOSPACE alarm refuses)
+//! and by the API's admission check (`api/quota_guard.rs`), so it depends on
+//! neither.
 
 use rollcall_proto::etcdserverpb::{PutRequest, TxnRequest, request_op};
 
@@ -61,67 +65,5 @@ mod tests {
         assert_eq!(txn_cost(&txn), 2 * (KV_OVERHEAD + 2));
         assert_eq!(txn_cost(&TxnRequest::default()), 0);
         assert!(fits(10, 5, 15) && !fits(10, 6, 15));
-    }
-}
-
-/// Admits or refuses writes against the quota before they are proposed.
-#[derive(Clone)]
-pub struct QuotaGuard {
-    store: crate::mvcc::Store,
-    proposer: crate::proposer::Proposer,
-    quota_bytes: u64,
-}
-
-impl QuotaGuard {
-    pub fn new(
-        store: crate::mvcc::Store,
-        proposer: crate::proposer::Proposer,
-        quota_bytes: u64,
-    ) -> Self {
-        let quota_bytes = if quota_bytes == 0 {
-            DEFAULT_QUOTA_BYTES
-        } else {
-            quota_bytes
-        };
-        Self {
-            store,
-            proposer,
-            quota_bytes,
-        }
-    }
-
-    pub fn quota_bytes(&self) -> u64 {
-        self.quota_bytes
-    }
-
-    /// Ok when a write adding `cost` bytes may go ahead; otherwise raises
-    /// NOSPACE (as etcd does) and refuses with "database space exceeded".
-    pub async fn admit(&self, cost: u64) -> Result<(), crate::error::Error> {
-        use crate::error::Error;
-        use rollcall_proto::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
-        if cost == 0 {
-            return Ok(());
-        }
-        if self.store.read_committed().alarms.no_space() {
-            return Err(Error::NoSpace);
-        }
-        let size = u64::try_from(self.store.db_size()).unwrap_or(u64::MAX);
-        if fits(size, cost, self.quota_bytes) {
-            return Ok(());
-        }
-        tracing::warn!(
-            db_size = size,
-            quota = self.quota_bytes,
-            "backend quota exceeded; raising NOSPACE"
-        );
-        let raise = AlarmRequest {
-            action: AlarmAction::Activate as i32,
-            member_id: self.store.identity.member_id,
-            alarm: AlarmType::Nospace as i32,
-        };
-        self.proposer
-            .propose(crate::apply::Command::Alarm(raise))
-            .await?;
-        Err(Error::NoSpace)
     }
 }

@@ -18,6 +18,7 @@ use crate::api::kv::KvService;
 use crate::api::lease::LeaseService;
 use crate::api::maintenance::MaintenanceService;
 use crate::api::oversize::OversizeStatusLayer;
+use crate::api::quota_guard::QuotaGuard;
 use crate::api::watch::WatchService;
 use crate::compactor::{self, Policy, RetentionError};
 use crate::config::{GRPC_OVERHEAD_BYTES, ServeConfig};
@@ -31,7 +32,6 @@ use crate::mvcc::Store;
 use crate::net;
 use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::proposer::Proposer;
-use crate::quota::QuotaGuard;
 use crate::watch::WatchHub;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,8 +50,6 @@ pub enum ServeError {
     TlsWithoutCertificate,
 }
 
-/// Serves clients on `listeners` until `shutdown` resolves, then stops
-/// accepting, lets in-flight requests finish and waits for the applier.
 /// How long open RPCs may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -63,6 +61,8 @@ pub struct Listeners {
     pub metrics: Vec<TcpListener>,
 }
 
+/// Serves clients on `listeners` until `shutdown` resolves, then stops
+/// accepting, lets in-flight requests finish and waits for the applier.
 pub async fn run(
     config: ServeConfig,
     listeners: Listeners,
@@ -92,8 +92,8 @@ pub async fn run(
     let store = Store::open(&config.data_dir, config.backend_cache_bytes)?;
     let metrics = Arc::new(Metrics::new());
     {
-        let committed = store.read_committed();
-        let live = committed.index.live_count(committed.rev);
+        let snapshot = store.snapshot();
+        let live = snapshot.index.live_count(snapshot.rev);
         metrics
             .keys_total
             .set(i64::try_from(live).unwrap_or(i64::MAX));

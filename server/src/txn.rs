@@ -8,7 +8,7 @@ use rollcall_proto::etcdserverpb::{
     response_op,
 };
 
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::mvcc::view::History;
 use crate::mvcc::{KeyRange, View};
 
@@ -84,9 +84,9 @@ fn check_range_revision<H: History>(
     match op {
         request_op::Request::RequestRange(r) if r.revision != 0 => {
             if r.revision > view.rev {
-                Err(Error::FutureRevision)
+                Err(Error::Refused(Refusal::FutureRevision))
             } else if r.revision < view.compact_rev {
-                Err(Error::Compacted)
+                Err(Error::Refused(Refusal::Compacted))
             } else {
                 Ok(())
             }
@@ -142,7 +142,9 @@ fn compare_holds<H: History>(view: &View<'_, H>, c: &Compare) -> Result<bool, Er
     let range = KeyRange::new(&c.key, &c.range_end);
     let kvs = match view.range_keys(&range, 0, 0, false) {
         Ok(result) => result.kvs,
-        Err(Error::Compacted | Error::FutureRevision) => return Ok(false),
+        Err(Error::Refused(Refusal::Compacted) | Error::Refused(Refusal::FutureRevision)) => {
+            return Ok(false);
+        }
         Err(e) => return Err(e),
     };
     let target = compare::CompareTarget::try_from(c.target).ok();

@@ -11,11 +11,12 @@ use tonic::{Request, Response, Status};
 
 use super::header::HeaderFiller;
 use super::validate;
+use crate::api::quota_guard::QuotaGuard;
 use crate::apply::{self, Applied, Command};
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
-use crate::quota::{self, QuotaGuard};
+use crate::quota;
 
 pub struct KvService {
     store: Store,
@@ -48,7 +49,7 @@ impl KvService {
     /// Proposes a write after etcd's size check on what would be replicated.
     async fn propose(&self, size: usize, command: Command) -> Result<Applied, Error> {
         if size > self.max_request_bytes {
-            return Err(Error::RequestTooLarge);
+            return Err(Error::Refused(Refusal::RequestTooLarge));
         }
         self.proposer.propose(command).await
     }

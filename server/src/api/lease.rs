@@ -17,13 +17,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::header::HeaderFiller;
 use super::shutdown::UntilStopped;
+use crate::api::quota_guard::QuotaGuard;
 use crate::apply::{Applied, Command};
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::lease::{Lessor, MAX_LEASE_TTL};
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
-use crate::quota::{LEASE_GRANT_COST, QuotaGuard};
+use crate::quota::LEASE_GRANT_COST;
 
 /// Keep-alive responses buffered per stream before the reader is slowed down.
 const KEEPALIVE_BUFFER: usize = 256;
@@ -92,7 +93,7 @@ impl Lease for LeaseService {
         let req = request.into_inner();
         self.quota.admit(LEASE_GRANT_COST).await?;
         if req.ttl > MAX_LEASE_TTL {
-            return Err(Error::LeaseTtlTooLarge.into());
+            return Err(Error::Refused(Refusal::LeaseTtlTooLarge).into());
         }
         let chosen = req.id == 0;
         // A server-chosen id can collide with a grant in flight: pick again.
@@ -108,11 +109,11 @@ impl Lease for LeaseService {
                     return Ok(Response::new(resp));
                 }
                 Ok(_) => return Err(mismatch()),
-                Err(Error::LeaseExists) if chosen => {}
+                Err(Error::Refused(Refusal::LeaseExists)) if chosen => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::LeaseExists.into())
+        Err(Error::Refused(Refusal::LeaseExists).into())
     }
 
     async fn lease_revoke(

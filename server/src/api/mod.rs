@@ -7,6 +7,7 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod oversize;
+pub mod quota_guard;
 pub mod shutdown;
 pub mod status;
 pub mod validate;

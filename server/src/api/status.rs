@@ -3,23 +3,34 @@
 
 use tonic::{Code, Status};
 
-use crate::error::Error;
+use crate::error::{Error, Refusal};
+
+impl From<Refusal> for Status {
+    fn from(refusal: Refusal) -> Self {
+        let code = match refusal {
+            Refusal::EmptyKey
+            | Refusal::KeyNotFound
+            | Refusal::ValueProvided
+            | Refusal::LeaseProvided
+            | Refusal::TooManyOps
+            | Refusal::DuplicateKey
+            | Refusal::RequestTooLarge => Code::InvalidArgument,
+            Refusal::Compacted | Refusal::FutureRevision | Refusal::LeaseTtlTooLarge => {
+                Code::OutOfRange
+            }
+            Refusal::LeaseExists => Code::FailedPrecondition,
+            Refusal::LeaseNotFound => Code::NotFound,
+            Refusal::NoSpace => Code::ResourceExhausted,
+        };
+        Status::new(code, refusal.to_string())
+    }
+}
 
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::EmptyKey
-            | Error::KeyNotFound
-            | Error::ValueProvided
-            | Error::LeaseProvided
-            | Error::TooManyOps
-            | Error::DuplicateKey
-            | Error::RequestTooLarge => Code::InvalidArgument,
-            Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
-            Error::LeaseExists => Code::FailedPrecondition,
-            Error::LeaseNotFound => Code::NotFound,
+            Error::Refused(refusal) => return (*refusal).into(),
             Error::Stopped => Code::Unavailable,
-            Error::NoSpace => Code::ResourceExhausted,
             Error::Storage(_)
             | Error::CorruptRecord { .. }
             | Error::DataDir { .. }

@@ -6,31 +6,31 @@ use rollcall_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, request_op,
 };
 
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 
 pub fn check_range(r: &RangeRequest) -> Result<(), Error> {
     if r.key.is_empty() {
-        return Err(Error::EmptyKey);
+        return Err(Error::Refused(Refusal::EmptyKey));
     }
     Ok(())
 }
 
 pub fn check_put(r: &PutRequest) -> Result<(), Error> {
     if r.key.is_empty() {
-        return Err(Error::EmptyKey);
+        return Err(Error::Refused(Refusal::EmptyKey));
     }
     if r.ignore_value && !r.value.is_empty() {
-        return Err(Error::ValueProvided);
+        return Err(Error::Refused(Refusal::ValueProvided));
     }
     if r.ignore_lease && r.lease != 0 {
-        return Err(Error::LeaseProvided);
+        return Err(Error::Refused(Refusal::LeaseProvided));
     }
     Ok(())
 }
 
 pub fn check_delete(r: &DeleteRangeRequest) -> Result<(), Error> {
     if r.key.is_empty() {
-        return Err(Error::EmptyKey);
+        return Err(Error::Refused(Refusal::EmptyKey));
     }
     Ok(())
 }
@@ -47,10 +47,10 @@ pub fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<(), Error> {
 fn check_txn_ops(r: &TxnRequest, max_ops: usize) -> Result<(), Error> {
     let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
     if ops > max_ops {
-        return Err(Error::TooManyOps);
+        return Err(Error::Refused(Refusal::TooManyOps));
     }
     if r.compare.iter().any(|c| c.key.is_empty()) {
-        return Err(Error::EmptyKey);
+        return Err(Error::Refused(Refusal::EmptyKey));
     }
     for op in r.success.iter().chain(&r.failure) {
         match &op.request {
@@ -59,7 +59,7 @@ fn check_txn_ops(r: &TxnRequest, max_ops: usize) -> Result<(), Error> {
             Some(request_op::Request::RequestDeleteRange(x)) => check_delete(x)?,
             Some(request_op::Request::RequestTxn(x)) => check_txn_ops(x, max_ops - ops)?,
             // etcd answers an empty operation with "key not found".
-            None => return Err(Error::KeyNotFound),
+            None => return Err(Error::Refused(Refusal::KeyNotFound)),
         }
     }
     Ok(())
@@ -107,12 +107,12 @@ fn check_intervals(
         let (puts_else, dels_else) = check_intervals(&nested.failure)?;
         for k in &puts_then {
             if puts.contains(k) || dels.iter().any(|d| d.contains(k)) {
-                return Err(Error::DuplicateKey);
+                return Err(Error::Refused(Refusal::DuplicateKey));
             }
         }
         for k in &puts_else {
             if (puts.contains(k) && !puts_then.contains(k)) || dels.iter().any(|d| d.contains(k)) {
-                return Err(Error::DuplicateKey);
+                return Err(Error::Refused(Refusal::DuplicateKey));
             }
         }
         puts.extend(puts_then);
@@ -125,7 +125,7 @@ fn check_intervals(
             continue;
         };
         if puts.contains(&p.key) || dels.iter().any(|d| d.contains(&p.key)) {
-            return Err(Error::DuplicateKey);
+            return Err(Error::Refused(Refusal::DuplicateKey));
         }
         puts.insert(p.key.clone());
     }

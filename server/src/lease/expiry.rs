@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::Lessor;
 use crate::apply::Command;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::metrics::Metrics;
 use crate::proposer::Proposer;
 
@@ -62,7 +62,7 @@ pub async fn run(
                     metrics.lease_expired.inc();
                 }
                 // Revoked by a client meanwhile.
-                Ok((id, Err(Error::LeaseNotFound))) => lessor.forget(id),
+                Ok((id, Err(Error::Refused(Refusal::LeaseNotFound)))) => lessor.forget(id),
                 Ok((id, Err(Error::Stopped))) => {
                     lessor.retry(id);
                     return;

@@ -2,7 +2,7 @@
 //! which keys hang on them) and the lessor, which keeps their deadlines in
 //! memory and turns expiries into revoke commands.
 //!
-//! The split follows DESIGN.md §1: [`table`] changes only when a command is
+//! The split keeps apply deterministic: [`table`] changes only when a command is
 //! applied and reads no clock; [`lessor`] and [`expiry`] own time, and what
 //! they decide enters the store only as a `LeaseRevoke` command.
 

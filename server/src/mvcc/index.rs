@@ -2,46 +2,52 @@
 //! ordered by key, so a range read at any revision finds the revisions to
 //! fetch without scanning the history table.
 //!
-//! It holds revisions only; values stay in redb. The applier is its only
-//! writer and may add revisions above the committed revision before it
-//! commits: readers never look above the committed revision, so those entries
-//! are invisible to them until the commit that makes them real.
+//! It holds revisions only; values stay in redb. The map is persistent
+//! (`imbl::OrdMap`, a B-tree whose nodes are shared between copies): cloning
+//! it is O(1), and the applier's next write copies only the nodes on its
+//! path. That is what lets a reader keep a snapshot of the index for as long
+//! as its range takes while the applier goes on writing its own copy; each
+//! key's history sits behind an `Arc` so copying a node copies pointers, not
+//! revision lists.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
+use imbl::OrdMap;
 
 use super::key_index::{KeyAt, KeyIndex};
 use super::key_range::KeyRange;
 use super::revision::Revision;
 
-#[derive(Debug, Default)]
+/// Cloning is O(1) and shares every node with the original (see above).
+#[derive(Debug, Default, Clone)]
 pub struct TreeIndex {
-    keys: BTreeMap<Bytes, KeyIndex>,
+    keys: OrdMap<Bytes, Arc<KeyIndex>>,
 }
 
 impl TreeIndex {
     pub fn put(&mut self, key: &Bytes, rev: Revision) {
         if let Some(ki) = self.keys.get_mut(key.as_ref()) {
-            ki.put(rev);
+            Arc::make_mut(ki).put(rev);
             return;
         }
         let mut ki = KeyIndex::default();
         ki.put(rev);
         // A request's key is a view into its whole decode buffer; a key kept
         // for the life of the index must not pin that buffer.
-        self.keys.insert(Bytes::copy_from_slice(key), ki);
+        self.keys.insert(Bytes::copy_from_slice(key), Arc::new(ki));
     }
 
     /// Restores a key from its oldest surviving record during start-up.
     pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, version: i64) {
-        match self.keys.get_mut(key) {
-            Some(ki) => ki.put(modified),
+        match self.keys.get_mut(key.as_ref()) {
+            Some(ki) => Arc::make_mut(ki).put(modified),
             None => {
                 self.keys.insert(
                     Bytes::copy_from_slice(key),
-                    KeyIndex::restored(created, modified, version),
+                    Arc::new(KeyIndex::restored(created, modified, version)),
                 );
             }
         }
@@ -49,7 +55,9 @@ impl TreeIndex {
 
     /// Marks `key` deleted at `rev`; false when it was not live.
     pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+        self.keys
+            .get_mut(key)
+            .is_some_and(|ki| Arc::make_mut(ki).tombstone(rev))
     }
 
     pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
@@ -74,7 +82,7 @@ impl TreeIndex {
                     None => Bound::Unbounded,
                 };
                 let bounds: (Bound<&[u8]>, Bound<&[u8]>) = (Bound::Included(start.as_ref()), upper);
-                for (k, ki) in self.keys.range::<[u8], _>(bounds) {
+                for (k, ki) in self.keys.range::<_, [u8]>(bounds) {
                     if let Some(found) = ki.get(at)
                         && !visit(k, found)
                     {
@@ -109,10 +117,20 @@ impl TreeIndex {
     /// the history table must keep.
     pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
         let mut keep = HashSet::new();
-        self.keys.retain(|_, ki| {
-            ki.compact(at, &mut keep);
-            !ki.is_empty()
-        });
+        let mut emptied = Vec::new();
+        // Walk a clone (O(1)) so the map itself can be changed on the way.
+        for (key, ki) in &self.keys.clone() {
+            let mut compacted = KeyIndex::clone(ki);
+            compacted.compact(at, &mut keep);
+            if compacted.is_empty() {
+                emptied.push(key.clone());
+            } else if compacted != **ki {
+                self.keys.insert(key.clone(), Arc::new(compacted));
+            }
+        }
+        for key in emptied {
+            self.keys.remove(key.as_ref());
+        }
         keep
     }
 }

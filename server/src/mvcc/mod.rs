@@ -2,9 +2,10 @@
 //! index, reads at a revision, writes inside the applier's transaction, and
 //! compaction.
 //!
-//! Locking order: the [`store::Committed`] lock is taken before a redb read
-//! transaction is begun, so a reader's index state and its redb snapshot always
-//! belong together (see `store.rs`).
+//! Readers work on a published [`store::Snapshot`] of the index paired with a
+//! redb read transaction begun under the same (briefly held) lock, so the two
+//! always belong together and no reader holds a lock while it reads (see
+//! `store.rs`).
 
 pub mod index;
 pub mod key_index;

@@ -1,46 +1,58 @@
-//! The committed state shared by readers and the applier: the redb database,
-//! the key index, the committed and compact revisions.
+//! The committed state shared by readers and the applier: the redb database
+//! and the published [`Snapshot`] of the key index with its revisions, plus
+//! the published lease and alarm tables.
 //!
-//! Invariants, enforced here and in `proposer.rs`:
-//! * `Committed::rev` is published only after the redb commit that made it
-//!   durable, so a reader never asks redb for a revision it cannot see;
-//! * the index may hold revisions above `Committed::rev` (the applier's batch
-//!   in flight); reads are bounded by `Committed::rev` and never see them;
-//! * a compaction prunes the index and publishes `compact_rev` under the write
-//!   lock *before* deleting history, and readers begin their redb snapshot
-//!   while holding the read lock, so no reader can see pruned history through
-//!   an unpruned index.
+//! Readers never hold a lock while they read. [`Store::read`] takes the lock
+//! only long enough to clone the snapshot's `Arc` and begin a redb read
+//! transaction, then runs its closure on that pair; the applier meanwhile
+//! applies the next batch to its own copy of the state and publishes a new
+//! snapshot after the commit. A 100,000-key range, a HashKV, a `/metrics`
+//! scrape or a watch catch-up therefore never holds up a commit.
+//!
+//! Invariants, enforced here and in the applier (`applier.rs`):
+//! * a snapshot is published only after the redb commit that made its
+//!   revision durable, so a reader never asks redb for a revision it cannot
+//!   see, and a lease granted or revoked in a batch is invisible until then;
+//! * a snapshot and the redb read transaction paired with it are taken under
+//!   the same lock, and a compaction publishes its pruned index before it
+//!   deletes history: a reader holding an older, unpruned snapshot began its
+//!   redb transaction before the deletion and still sees the history it
+//!   indexes.
 
-use std::collections::HashMap;
 use std::path::Path;
-
-use bytes::Bytes;
 use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use super::index::TreeIndex;
-use super::record::Record;
 use super::revision::Revision;
 use super::view::View;
 use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
-use crate::storage::{self, ALARMS, HISTORY, LEASES, META, MetaKey};
+use crate::state::State;
+use crate::storage::{self, HISTORY, META, MetaKey};
 
-/// What readers may see, guarded by one lock.
+/// The key space at one committed revision, as readers see it. Immutable
+/// once published; readers keep it alive as long as they need.
 #[derive(Debug, Default)]
-pub struct Committed {
+pub struct Snapshot {
     pub index: TreeIndex,
-    /// Granted leases and their keys (may run ahead of `rev` like the index).
-    pub leases: LeaseTable,
-    /// Active alarms.
-    pub alarms: AlarmSet,
     /// The newest durable revision.
     pub rev: i64,
     /// Reads below this fail as compacted; -1 before any compaction.
     pub compact_rev: i64,
+}
+
+/// What readers may see, behind one lock that is only ever held briefly.
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub snapshot: Arc<Snapshot>,
+    /// Granted leases and their keys, as of `snapshot.rev`.
+    pub leases: LeaseTable,
+    /// Active alarms.
+    pub alarms: AlarmSet,
 }
 
 /// The identities and counters read at start-up.
@@ -63,27 +75,29 @@ pub struct Store {
     size: Arc<AtomicI64>,
 }
 
+/// The history table of a read transaction.
+pub type ReadHistory = ReadOnlyTable<(i64, i64), &'static [u8]>;
+
 impl Store {
-    /// Opens the store under `data_dir`, rebuilding the key index from history
-    /// and finishing a compaction a crash may have interrupted.
+    /// Opens the store under `data_dir`, rebuilding the in-memory state from
+    /// history and finishing a compaction a crash may have interrupted.
     pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Self, Error> {
         let db = storage::open(data_dir, cache_bytes)?;
         let identity = ensure_identity(&db)?;
-        let rev = storage::read_meta(&db, MetaKey::CurrentRevision)?.unwrap_or(1);
-        let compact_rev = storage::read_meta(&db, MetaKey::CompactRevisionPlusOne)?
-            .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX) - 1);
-        let (index, lease_of_key) = rebuild_index(&db)?;
-        let mut committed = Committed {
-            leases: rebuild_leases(&db, lease_of_key)?,
-            alarms: load_alarms(&db)?,
-            index,
-            rev: i64::try_from(rev).unwrap_or(i64::MAX),
-            compact_rev,
-        };
-        if compact_rev >= 0 {
-            let keep = committed.index.compact(compact_rev);
-            delete_compacted(&db, compact_rev, &keep)?;
+        let mut state = State::load(&db)?;
+        if state.compact_rev >= 0 {
+            let keep = state.index.compact(state.compact_rev);
+            delete_compacted(&db, state.compact_rev, &keep)?;
         }
+        let committed = Committed {
+            snapshot: Arc::new(Snapshot {
+                index: state.index,
+                rev: state.rev,
+                compact_rev: state.compact_rev,
+            }),
+            leases: state.leases,
+            alarms: state.alarms,
+        };
         let store = Self {
             db: Arc::new(RwLock::new(db)),
             committed: Arc::new(RwLock::new(committed)),
@@ -95,24 +109,62 @@ impl Store {
         Ok(store)
     }
 
-    /// Runs `f` on a consistent view of the newest committed revision.
+    /// A working copy of the published state for the applier to start from
+    /// (the index is shared until the applier first writes to it).
+    pub fn working_state(&self) -> State {
+        let committed = self.read_committed();
+        State {
+            index: committed.snapshot.index.clone(),
+            leases: committed.leases.clone(),
+            alarms: committed.alarms.clone(),
+            rev: committed.snapshot.rev,
+            compact_rev: committed.snapshot.compact_rev,
+        }
+    }
+
+    /// Publishes the state of a committed batch: a new snapshot of the key
+    /// index and its revisions, and the lease and alarm changes (`update`).
+    /// Only the applier calls this, after the commit.
+    pub fn publish(&self, snapshot: Snapshot, update: impl FnOnce(&mut LeaseTable, &mut AlarmSet)) {
+        let snapshot = Arc::new(snapshot);
+        let mut guard = self
+            .committed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let committed = &mut *guard;
+        committed.snapshot = snapshot;
+        update(&mut committed.leases, &mut committed.alarms);
+        // The previous snapshot is freed by whichever reader drops it last,
+        // outside this lock.
+    }
+
+    /// Runs `f` on a consistent view of the newest committed revision,
+    /// holding no lock while `f` runs.
     pub fn read<R>(
         &self,
-        f: impl FnOnce(&View<'_, ReadOnlyTable<(i64, i64), &'static [u8]>>) -> Result<R, Error>,
+        f: impl FnOnce(&View<'_, ReadHistory>) -> Result<R, Error>,
     ) -> Result<R, Error> {
-        let committed = self.read_committed();
-        // Begun under the lock: see the module invariants. The database guard
-        // lives as long as the transaction, so defragmentation waits for it.
+        // The database guard lives as long as the transaction, so
+        // defragmentation waits for it (and only defragmentation).
         let db = self.db();
-        let txn = db.begin_read()?;
+        let (snapshot, txn) = {
+            // Begun under the lock: see the module invariants.
+            let committed = self.read_committed();
+            (committed.snapshot.clone(), db.begin_read()?)
+        };
         let history = txn.open_table(HISTORY)?;
         let view = View {
-            index: &committed.index,
+            index: &snapshot.index,
             history: &history,
-            rev: committed.rev,
-            compact_rev: committed.compact_rev,
+            rev: snapshot.rev,
+            compact_rev: snapshot.compact_rev,
         };
         f(&view)
+    }
+
+    /// The newest published snapshot of the key index.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.read_committed().snapshot.clone()
     }
 
     /// The database, shared (the applier writes through a shared handle too:
@@ -143,20 +195,16 @@ impl Store {
     }
 
     pub fn current_rev(&self) -> i64 {
-        self.read_committed().rev
+        self.read_committed().snapshot.rev
     }
 
+    /// The published lease and alarm tables and snapshot. Hold the guard
+    /// briefly: the applier's publication waits for it.
     pub fn read_committed(&self) -> RwLockReadGuard<'_, Committed> {
-        // A panic while holding the lock cannot leave the index half-written
-        // in a way readers could observe past `rev`; keep serving.
+        // A panic while holding the lock cannot leave a half-published
+        // state: publication swaps a finished snapshot in. Keep serving.
         self.committed
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    pub fn write_committed(&self) -> RwLockWriteGuard<'_, Committed> {
-        self.committed
-            .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -203,62 +251,6 @@ fn ensure_identity(db: &Database) -> Result<Identity, Error> {
     };
     txn.commit()?;
     Ok(identity)
-}
-
-/// Replays history in revision order into a fresh key index; also returns
-/// the lease of every live leased key.
-fn rebuild_index(db: &Database) -> Result<(TreeIndex, HashMap<Bytes, i64>), Error> {
-    let txn = db.begin_read()?;
-    let history = txn.open_table(HISTORY)?;
-    let mut index = TreeIndex::default();
-    let mut lease_of_key = HashMap::new();
-    for entry in history.iter()? {
-        let (k, v) = entry?;
-        let key = k.value();
-        let rev = Revision::new(key.0, key.1);
-        match Record::decode(key, v.value())? {
-            Record::Put(kv) => {
-                let created = Revision::new(kv.create_revision, 0);
-                index.restore(&kv.key, created, rev, kv.version);
-                if kv.lease == 0 {
-                    lease_of_key.remove(&kv.key);
-                } else {
-                    lease_of_key.insert(kv.key, kv.lease);
-                }
-            }
-            Record::Tombstone(kv) => {
-                index.tombstone(&kv.key, rev);
-                lease_of_key.remove(&kv.key);
-            }
-        }
-    }
-    Ok((index, lease_of_key))
-}
-
-/// Loads the active alarms.
-fn load_alarms(db: &Database) -> Result<AlarmSet, Error> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(ALARMS)?;
-    let mut rows = Vec::new();
-    for entry in table.iter()? {
-        rows.push(entry?.0.value());
-    }
-    Ok(AlarmSet::from_rows(rows))
-}
-
-/// Loads the granted leases and re-attaches their live keys.
-fn rebuild_leases(db: &Database, lease_of_key: HashMap<Bytes, i64>) -> Result<LeaseTable, Error> {
-    let txn = db.begin_read()?;
-    let table = txn.open_table(LEASES)?;
-    let mut leases = LeaseTable::default();
-    for entry in table.iter()? {
-        let (id, ttl) = entry?;
-        leases.grant(id.value(), ttl.value());
-    }
-    for (key, lease) in lease_of_key {
-        leases.attach(&key, lease);
-    }
-    Ok(leases)
 }
 
 /// Physically removes history below `compact_rev` except `keep`. Every

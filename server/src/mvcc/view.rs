@@ -16,7 +16,7 @@ use super::index::TreeIndex;
 use super::key_range::KeyRange;
 use super::record::Record;
 use super::revision::Revision;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 
 /// The history table of any transaction, read or write.
 pub trait History: ReadableTable<(i64, i64), &'static [u8]> {}
@@ -44,11 +44,11 @@ impl<H: History> View<'_, H> {
     /// Checks a requested read revision against this view (0 or less = newest).
     pub fn resolve(&self, requested: i64) -> Result<i64, Error> {
         if requested > self.rev {
-            return Err(Error::FutureRevision);
+            return Err(Error::Refused(Refusal::FutureRevision));
         }
         let at = if requested <= 0 { self.rev } else { requested };
         if at < self.compact_rev {
-            return Err(Error::Compacted);
+            return Err(Error::Refused(Refusal::Compacted));
         }
         Ok(at)
     }
@@ -225,11 +225,11 @@ impl<H: History> View<'_, H> {
     /// revision it covers.
     pub fn hash_kv(&self, requested: i64) -> Result<(u32, i64), Error> {
         if requested > self.rev {
-            return Err(Error::FutureRevision);
+            return Err(Error::Refused(Refusal::FutureRevision));
         }
         // Unlike a range, etcd refuses the compact revision itself here.
         if requested > 0 && requested <= self.compact_rev {
-            return Err(Error::Compacted);
+            return Err(Error::Refused(Refusal::Compacted));
         }
         let at = if requested <= 0 { self.rev } else { requested };
         let mut hasher = crc32fast::Hasher::new();

@@ -1,9 +1,10 @@
-//! THE write path: a [`Command`] applied to the store inside the applier's
-//! write transaction. Deterministic: it reads no clock and no randomness, so
-//! the same commands replayed from a replicated log give the same state.
+//! One [`Command`] applied inside the batch's write transaction: etcd's
+//! semantics of Put, DeleteRange, Txn, Compact, lease grant and revoke and
+//! alarms. Deterministic: it reads no clock and no randomness.
 //!
 //! A command is checked completely against the state before it changes
-//! anything, so a refused command leaves no partial effect behind.
+//! anything, so a refused command leaves no partial effect behind (the batch
+//! step checks that, see `batch.rs`).
 
 use rollcall_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
@@ -12,16 +13,16 @@ use rollcall_proto::etcdserverpb::{
     TxnRequest, TxnResponse, alarm_request, request_op, response_op,
 };
 
-use crate::error::Error;
+use super::side_state::SideState;
+use crate::error::{Error, Refusal};
 use crate::lease::LeaseTable;
 use crate::mvcc::view::History;
 use crate::mvcc::{KeyRange, Record, View, WriteTxn};
 use crate::quota;
-pub use crate::side_state::SideState;
 use crate::txn;
 
 /// A mutation of the replicated state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
@@ -36,7 +37,7 @@ pub enum Command {
 
 /// The answer to a command; `header.revision` is set, the rest of the header
 /// is the API layer's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
@@ -95,15 +96,16 @@ fn apply_alarm(
 }
 
 /// Applies one command to `txn` and keeps lease attachments in step with the
-/// keys it wrote.
-pub fn apply(
+/// keys it wrote. An `Err` may be a [`Refusal`] (the batch step tells the
+/// two kinds apart) or a storage failure.
+pub(super) fn apply(
     txn: &mut WriteTxn<'_, '_>,
     side: &mut SideState<'_, '_>,
     command: &Command,
 ) -> Result<Applied, Error> {
     let result = if side.alarms().no_space() && adds_data(command) {
         // etcd's capped applier: with NOSPACE raised, nothing may grow the store.
-        Err(Error::NoSpace)
+        Err(Error::Refused(Refusal::NoSpace))
     } else {
         apply_command(txn, side, command)
     };
@@ -125,14 +127,14 @@ fn apply_command(
         Command::Put(req) => {
             // Outside a txn etcd looks the lease up before the previous key.
             if req.lease != 0 && !side.leases().contains(req.lease) {
-                return Err(Error::LeaseNotFound);
+                return Err(Error::Refused(Refusal::LeaseNotFound));
             }
             check_put(&txn.view(), side.leases(), req)?;
             put(txn, req).map(Applied::Put)
         }
         Command::LeaseGrant(req) => {
             if !side.grant(req.id, req.ttl)? {
-                return Err(Error::LeaseExists);
+                return Err(Error::Refused(Refusal::LeaseExists));
             }
             Ok(Applied::LeaseGrant(LeaseGrantResponse {
                 header: Some(ResponseHeader {
@@ -145,7 +147,9 @@ fn apply_command(
             }))
         }
         Command::LeaseRevoke(req) => {
-            let keys = side.revoke(req.id)?.ok_or(Error::LeaseNotFound)?;
+            let keys = side
+                .revoke(req.id)?
+                .ok_or(Error::Refused(Refusal::LeaseNotFound))?;
             // All of the lease's keys go in one revision, in key order.
             for key in keys {
                 txn.delete_range(&KeyRange::Single(key))?;
@@ -165,10 +169,10 @@ fn apply_command(
         Command::Alarm(req) => apply_alarm(txn, side, req).map(Applied::Alarm),
         Command::Compact(req) => {
             if req.revision <= txn.compact_rev {
-                return Err(Error::Compacted);
+                return Err(Error::Refused(Refusal::Compacted));
             }
             if req.revision > txn.begin_rev {
-                return Err(Error::FutureRevision);
+                return Err(Error::Refused(Refusal::FutureRevision));
             }
             txn.compact_rev = req.revision;
             let header = Some(ResponseHeader {
@@ -191,10 +195,10 @@ fn check_put<H: History>(
     req: &PutRequest,
 ) -> Result<(), Error> {
     if (req.ignore_value || req.ignore_lease) && view.get(&req.key)?.is_none() {
-        return Err(Error::KeyNotFound);
+        return Err(Error::Refused(Refusal::KeyNotFound));
     }
     if req.lease != 0 && !leases.contains(req.lease) {
-        return Err(Error::LeaseNotFound);
+        return Err(Error::Refused(Refusal::LeaseNotFound));
     }
     Ok(())
 }
