@@ -13,23 +13,36 @@
 //! was refused (it has no events and no lease or alarm changes).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::apply::{self, Applied, BatchOutcome};
+use crate::apply::{self, Applied, BatchOutcome, Command};
 use crate::error::{Error, Refusal};
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::mvcc::store::{Snapshot, delete_compacted};
-use crate::proposer::{Proposal, Work};
 use crate::state::State;
 use crate::watch::WatchHub;
 
 /// Most commands applied in one transaction; bounds the latency a caller can
 /// wait behind others and the memory a batch holds.
 pub(crate) const MAX_BATCH: usize = 1024;
+
+/// A command waiting for the applier, with the caller to answer.
+pub(crate) struct Proposal {
+    pub(crate) command: Command,
+    pub(crate) reply: oneshot::Sender<Result<Applied, Error>>,
+}
+
+/// What the applier thread is asked to do.
+pub(crate) enum Work {
+    Apply(Proposal),
+    /// Local maintenance, not replicated: compact the database file between
+    /// batches, answering how long writes were held off.
+    Defragment(oneshot::Sender<Result<Duration, Error>>),
+}
 
 pub(crate) struct Applier {
     store: Store,

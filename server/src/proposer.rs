@@ -13,27 +13,13 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::applier::{Applier, MAX_BATCH};
+use crate::applier::{Applier, MAX_BATCH, Proposal, Work};
 use crate::apply::{Applied, Command};
 use crate::error::Error;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::watch::WatchHub;
-
-/// A command waiting for the applier, with the caller to answer.
-pub(crate) struct Proposal {
-    pub(crate) command: Command,
-    pub(crate) reply: oneshot::Sender<Result<Applied, Error>>,
-}
-
-/// What the applier thread is asked to do.
-pub(crate) enum Work {
-    Apply(Proposal),
-    /// Local maintenance, not replicated: compact the database file between
-    /// batches, answering how long writes were held off.
-    Defragment(oneshot::Sender<Result<Duration, Error>>),
-}
 
 /// Hands commands to the applier and waits for their durable result.
 #[derive(Clone)]
