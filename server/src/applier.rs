@@ -60,13 +60,14 @@ pub(crate) struct Applier {
 impl Applier {
     pub(crate) fn new(
         store: Store,
+        state: State,
         lessor: Arc<Lessor>,
         hub: Arc<WatchHub>,
         metrics: Arc<Metrics>,
         rx: mpsc::Receiver<Work>,
     ) -> Self {
         Self {
-            state: store.working_state(),
+            state,
             store,
             lessor,
             hub,

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
+use crate::state::State;
 use crate::watch::WatchHub;
 
 /// Hands commands to the applier and waits for their durable result.
@@ -28,17 +29,19 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the applier thread over `store`. The thread ends when every
+    /// Starts the applier thread over `store`, with `state` its working copy
+    /// (both from `State::open`). The thread ends when every
     /// `Proposer` clone is dropped, or on a storage error it cannot recover
     /// from; its handle then yields that error.
     pub fn start(
         store: Store,
+        state: State,
         lessor: Arc<Lessor>,
         hub: Arc<WatchHub>,
         metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        let applier = Applier::new(store, lessor, hub, metrics, rx);
+        let applier = Applier::new(store, state, lessor, hub, metrics, rx);
         let handle = std::thread::Builder::new()
             .name("rollcall-applier".into())
             .spawn(move || applier.run())

@@ -28,10 +28,10 @@ use crate::lease::expiry::{self, ExpiryConfig};
 use crate::metrics::grpc::GrpcMetricsLayer;
 use crate::metrics::http::HttpState;
 use crate::metrics::{self, Metrics};
-use crate::mvcc::Store;
 use crate::net;
 use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::proposer::Proposer;
+use crate::state::State;
 use crate::watch::WatchHub;
 
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ pub async fn run(
     } else {
         None
     };
-    let store = Store::open(&config.data_dir, config.backend_cache_bytes)?;
+    let (store, state) = State::open(&config.data_dir, config.backend_cache_bytes)?;
     let metrics = Arc::new(Metrics::new());
     {
         let snapshot = store.snapshot();
@@ -122,8 +122,13 @@ pub async fn run(
         config.max_watchers,
         metrics.clone(),
     );
-    let (proposer, applier) =
-        Proposer::start(store.clone(), lessor.clone(), hub.clone(), metrics.clone());
+    let (proposer, applier) = Proposer::start(
+        store.clone(),
+        state,
+        lessor.clone(),
+        hub.clone(),
+        metrics.clone(),
+    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let expiry = tokio::spawn(expiry::run(
         lessor.clone(),

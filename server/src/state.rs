@@ -5,7 +5,9 @@
 //! The applier owns one [`State`] and changes it while it applies a batch;
 //! readers never see that copy. After the batch's commit the applier
 //! publishes a copy ([`crate::mvcc::store::Store::publish`]), which is cheap
-//! because the index is a persistent map (`mvcc/index.rs`).
+//! because the index is a persistent map (`mvcc/index.rs`). [`State::open`]
+//! opens a member's data directory into both: the store readers use and the
+//! working state for the applier.
 
 use std::collections::HashMap;
 
@@ -16,7 +18,8 @@ use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
 use crate::mvcc::index::TreeIndex;
-use crate::mvcc::{Record, Revision};
+use crate::mvcc::store::{Committed, Snapshot, delete_compacted};
+use crate::mvcc::{Record, Revision, Store};
 use crate::storage::{self, ALARMS, HISTORY, LEASES, MetaKey};
 
 /// Everything `apply` reads and changes besides the redb tables themselves.
@@ -34,6 +37,32 @@ pub struct State {
 }
 
 impl State {
+    /// Opens the member's database under `data_dir`, rebuilds the state from
+    /// it, finishes a compaction a crash may have interrupted, and returns
+    /// the store (with the state published for readers) and the applier's
+    /// working copy.
+    pub fn open(data_dir: &std::path::Path, cache_bytes: usize) -> Result<(Store, Self), Error> {
+        let db = storage::open(data_dir, cache_bytes)?;
+        let mut state = Self::load(&db)?;
+        if state.compact_rev >= 0 {
+            let keep = state.index.compact(state.compact_rev);
+            delete_compacted(&db, state.compact_rev, &keep)?;
+        }
+        let committed = Committed {
+            // The index is shared with the working copy until the applier
+            // first writes to it.
+            snapshot: std::sync::Arc::new(Snapshot {
+                index: state.index.clone(),
+                rev: state.rev,
+                compact_rev: state.compact_rev,
+            }),
+            leases: state.leases.clone(),
+            alarms: state.alarms.clone(),
+        };
+        let store = Store::new(db, data_dir, committed)?;
+        Ok((store, state))
+    }
+
     /// Rebuilds the state from what `db` holds: the index by replaying
     /// history in revision order, the leases with their live keys, the alarms.
     /// A compaction a crash interrupted is finished in the index only; the

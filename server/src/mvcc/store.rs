@@ -31,7 +31,6 @@ use super::view::View;
 use crate::alarm::AlarmSet;
 use crate::error::Error;
 use crate::lease::LeaseTable;
-use crate::state::State;
 use crate::storage::{self, HISTORY, META, MetaKey};
 
 /// The key space at one committed revision, as readers see it. Immutable
@@ -79,25 +78,10 @@ pub struct Store {
 pub type ReadHistory = ReadOnlyTable<(i64, i64), &'static [u8]>;
 
 impl Store {
-    /// Opens the store under `data_dir`, rebuilding the in-memory state from
-    /// history and finishing a compaction a crash may have interrupted.
-    pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Self, Error> {
-        let db = storage::open(data_dir, cache_bytes)?;
+    /// A store over an open database whose state was loaded into
+    /// `committed` (see `State::open`, which is the one caller).
+    pub fn new(db: Database, data_dir: &Path, committed: Committed) -> Result<Self, Error> {
         let identity = ensure_identity(&db)?;
-        let mut state = State::load(&db)?;
-        if state.compact_rev >= 0 {
-            let keep = state.index.compact(state.compact_rev);
-            delete_compacted(&db, state.compact_rev, &keep)?;
-        }
-        let committed = Committed {
-            snapshot: Arc::new(Snapshot {
-                index: state.index,
-                rev: state.rev,
-                compact_rev: state.compact_rev,
-            }),
-            leases: state.leases,
-            alarms: state.alarms,
-        };
         let store = Self {
             db: Arc::new(RwLock::new(db)),
             committed: Arc::new(RwLock::new(committed)),
@@ -107,19 +91,6 @@ impl Store {
         };
         store.refresh_size();
         Ok(store)
-    }
-
-    /// A working copy of the published state for the applier to start from
-    /// (the index is shared until the applier first writes to it).
-    pub fn working_state(&self) -> State {
-        let committed = self.read_committed();
-        State {
-            index: committed.snapshot.index.clone(),
-            leases: committed.leases.clone(),
-            alarms: committed.alarms.clone(),
-            rev: committed.snapshot.rev,
-            compact_rev: committed.snapshot.compact_rev,
-        }
     }
 
     /// Publishes the state of a committed batch: a new snapshot of the key
