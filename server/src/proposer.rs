@@ -42,9 +42,16 @@ impl Proposer {
     ) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
         let applier = Applier::new(store, state, lessor, hub, metrics, rx);
+        // The applier stamps lease deadlines with tokio's clock; inside the
+        // caller's runtime context that is the runtime's clock, which tests
+        // can pause and advance, rather than the wall clock.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         let handle = std::thread::Builder::new()
             .name("rollcall-applier".into())
-            .spawn(move || applier.run())
+            .spawn(move || {
+                let _context = runtime.as_ref().map(tokio::runtime::Handle::enter);
+                applier.run()
+            })
             .unwrap_or_else(|e| panic!("cannot spawn the applier thread: {e}"));
         (Self { tx }, handle)
     }
