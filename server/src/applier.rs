@@ -145,11 +145,15 @@ impl Applier {
         } = outcome;
         self.record(&results, &events);
         // Deadlines exist before the leases become visible, so a TimeToLive
-        // right after a grant sees the full TTL.
+        // right after a grant sees the full TTL. In command order: a batch
+        // may revoke a lease and grant the same id again (ids are the
+        // client's choice), and the grant must win.
         let now = tokio::time::Instant::now();
         for result in &results {
-            if let Ok(Applied::LeaseGrant(granted)) = result {
-                self.lessor.start(granted.id, granted.ttl, now);
+            match result {
+                Ok(Applied::LeaseGrant(granted)) => self.lessor.start(granted.id, granted.ttl, now),
+                Ok(Applied::LeaseRevoke(_, id)) => self.lessor.forget(*id),
+                _ => {}
             }
         }
         self.store.publish(
@@ -164,11 +168,6 @@ impl Applier {
                 }
             },
         );
-        for result in &results {
-            if let Ok(Applied::LeaseRevoke(_, id)) = result {
-                self.lessor.forget(*id);
-            }
-        }
         if let Some((at, keep)) = compaction {
             // Logically compacted already (durable above, and readers were
             // just given the pruned index); this only frees space.
