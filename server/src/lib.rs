@@ -28,3 +28,6 @@ pub mod side_state;
 pub mod storage;
 pub mod txn;
 pub mod watch;
+
+#[cfg(test)]
+mod tests;
