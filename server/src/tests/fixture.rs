@@ -627,3 +627,56 @@ pub(crate) fn serve_config(data_dir: &std::path::Path) -> ServeConfig {
         max_watchers: 1000,
     }
 }
+
+// ---------------------------------------------------------------------------
+// A whole server in this process.
+
+/// `server::run` on a loopback port in a temp dir, with a gRPC channel to it.
+pub(crate) struct InProcess {
+    pub(crate) channel: tonic::transport::Channel,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), crate::server::ServeError>>,
+    _dir: TempDir,
+}
+
+impl InProcess {
+    pub(crate) async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crate::server::run(
+            serve_config(dir.path()),
+            crate::server::Listeners {
+                client: vec![(listener, false)],
+                metrics: Vec::new(),
+            },
+            async move {
+                let _ = stop.await;
+            },
+        ));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Self {
+            channel,
+            shutdown: Some(shutdown),
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Shuts the server down and returns how `run` ended. Drop every client
+    /// first: an open stream holds shutdown for its grace period.
+    pub(crate) async fn stop(mut self) -> Result<(), crate::server::ServeError> {
+        drop(self.channel);
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await.expect("server task panicked")
+    }
+}
