@@ -220,3 +220,19 @@ async fn a_restart_does_not_resurrect_deleted_keys_or_revoked_leases() {
     ok(&node, revoke(10)).await;
     assert_eq!(node.read(|v| v.get(&b("f")).expect("get")), None);
 }
+
+#[tokio::test]
+async fn a_grant_through_the_proposer_starts_its_deadline_and_a_revoke_forgets_it() {
+    let node = Node::start();
+    ok(&node, grant(5, 10)).await;
+    let now = tokio::time::Instant::now();
+    let remaining = node.lessor.remaining(5, now).expect("deadline started");
+    assert!(
+        remaining > std::time::Duration::from_secs(9),
+        "{remaining:?}"
+    );
+    assert!(node.committed().leases.contains(5));
+    ok(&node, revoke(5)).await;
+    assert_eq!(node.lessor.remaining(5, now), None);
+    assert!(!node.committed().leases.contains(5));
+}
