@@ -358,6 +358,17 @@ impl Scratch {
     }
 }
 
+/// Overwrites one meta counter of the closed store in `data_dir`.
+pub(crate) fn set_meta(data_dir: &std::path::Path, key: storage::MetaKey, value: u64) {
+    let db = storage::open(data_dir, 1 << 20).expect("open db");
+    let txn = db.begin_write().expect("begin write");
+    txn.open_table(storage::META)
+        .expect("meta table")
+        .insert(key.as_str(), value)
+        .expect("write meta");
+    txn.commit().expect("commit");
+}
+
 pub(crate) fn history_keys(db: &Database) -> Vec<(i64, i64)> {
     let txn = db.begin_read().expect("begin read");
     let history = txn.open_table(HISTORY).expect("history table");
@@ -414,6 +425,12 @@ impl Node {
 
     /// Stops the applier, closes the store and opens it again from disk.
     pub(crate) fn restart(self) -> Self {
+        self.restart_with(|_| {})
+    }
+
+    /// Like [`Node::restart`], running `offline` on the data directory while
+    /// the store is closed (to stage what a crash could leave behind).
+    pub(crate) fn restart_with(self, offline: impl FnOnce(&std::path::Path)) -> Self {
         let Self {
             store,
             proposer,
@@ -429,6 +446,7 @@ impl Node {
             .expect("applier failed");
         drop(hub);
         drop(store);
+        offline(dir.path());
         Self::start_in(dir)
     }
 

@@ -503,3 +503,46 @@ mod duplicate_keys {
         assert!(check(vec![op_delete("k", ""), op_delete("k", "")]).is_ok());
     }
 }
+
+#[test]
+fn put_checks_of_every_operation_come_before_range_revision_checks() {
+    // etcd checks the puts of the whole txn first: a bad lease wins over a
+    // future revision that comes earlier in the txn.
+    let mut s = seeded();
+    let out = s.apply(&txn(when(
+        vec![],
+        vec![
+            ranged_at(99),
+            op_put("ok", "1"),
+            super::fixture::op_put_leased("x", "1", 404),
+        ],
+        vec![],
+    )));
+    assert!(matches!(out.err(), Error::LeaseNotFound));
+}
+
+#[test]
+fn inside_a_txn_a_missing_key_is_reported_before_an_unknown_lease() {
+    // Outside a txn etcd looks the lease up first (see `apply`); inside one
+    // its put check looks for the previous key first.
+    let mut s = seeded();
+    let ignore_value = RequestOp {
+        request: Some(request_op::Request::RequestPut(
+            rollcall_proto::etcdserverpb::PutRequest {
+                ignore_value: true,
+                lease: 404,
+                ..super::fixture::put_req("missing", "")
+            },
+        )),
+    };
+    let inside = s.apply(&txn(when(vec![], vec![ignore_value], vec![])));
+    assert!(matches!(inside.err(), Error::KeyNotFound));
+    let outside = s.apply(&crate::apply::Command::Put(
+        rollcall_proto::etcdserverpb::PutRequest {
+            ignore_value: true,
+            lease: 404,
+            ..super::fixture::put_req("missing", "")
+        },
+    ));
+    assert!(matches!(outside.err(), Error::LeaseNotFound));
+}

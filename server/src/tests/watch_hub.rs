@@ -347,3 +347,23 @@ async fn a_watcher_starting_at_the_compact_revision_replays_from_it() {
     created(&mut watch).await;
     assert_eq!(revisions(&watch.events_until(5).await), vec![4, 5]);
 }
+
+#[tokio::test]
+async fn a_watcher_starting_at_the_compact_revision_sees_its_deletes() {
+    // etcd 3.4 loses these (etcd-io/etcd#18089); rollcall keeps every record
+    // of the compact revision.
+    let node = Node::start();
+    node.put("k", "1").await; // 2
+    node.put("j", "1").await; // 3
+    node.propose(delete("k", "")).await.expect("delete"); // 4
+    node.propose(compact(4)).await.expect("compact");
+    let mut watch = node.watch(watch_spec(key_range("\0", "\0"), 4), 8).await;
+    created(&mut watch).await;
+    let events = watch.events_until(4).await;
+    assert_eq!(revisions(&events), vec![4]);
+    assert_eq!(events[0].1.r#type, EventType::Delete as i32);
+    assert_eq!(
+        events[0].1.kv.as_ref().map(|kv| kv.key.clone()),
+        Some(b("k"))
+    );
+}
