@@ -13,7 +13,11 @@
 //! taken from the real clock, not the paused one (a keep-alive, handled on
 //! the runtime, sets a virtual deadline). A grant's deadline therefore lies
 //! later, in virtual terms, by the real time elapsed since the runtime
-//! started; the grant test bounds that lateness instead of ignoring it.
+//! started; the grant test bounds that lateness instead of ignoring it. Two
+//! lines in `Proposer::start` remove it (capture
+//! `tokio::runtime::Handle::try_current()` and `enter()` it on the applier
+//! thread, so `tokio::time::Instant::now()` there reads the runtime's clock);
+//! the ignored test below passes with them.
 
 use std::time::Duration;
 
@@ -230,25 +234,32 @@ async fn a_lease_expires_after_its_ttl_of_virtual_time_from_the_last_keep_alive(
     server.stop().await.expect("clean shutdown");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_lease_without_keep_alives_expires_after_its_ttl_of_virtual_time() {
+/// Grants a lease of `ttl` seconds with one key, then advances the paused
+/// clock in check-interval steps until the key is gone. Returns the virtual
+/// time from the grant to the expiry and the real time that elapsed before
+/// the grant was answered (bounding how late, in virtual terms, the
+/// applier's real-clock deadline can be; see the module doc).
+/// `real_delay` of real time is spent before the grant, so the real and the
+/// paused clock disagree by at least that much.
+async fn expire_without_keep_alives(ttl: u64, real_delay: Duration) -> (Duration, Duration) {
     let started = std::time::Instant::now();
     let hold = ClockHold::new();
     let server = InProcess::start().await;
     let mut clients = Clients::new(&server);
+    // Not a synchronisation: it only makes real time pass while the paused
+    // clock stands still.
+    std::thread::sleep(real_delay);
     let granted = Instant::now();
-    let id = clients.grant(3).await;
-    // Real time elapsed before the applier set the deadline (see the module
-    // doc): the deadline is at most this much later in virtual terms.
+    let id = clients.grant(i64::try_from(ttl).expect("ttl")).await;
     let lateness = started.elapsed();
     clients.put("svc/b", id).await;
+    let ttl = Duration::from_secs(ttl);
 
-    advance_to(granted + Duration::from_millis(2900)).await;
+    advance_to(granted + ttl - CHECK_INTERVAL).await;
     let (alive, _) = clients.exists_after_sync("svc/b").await;
     assert!(alive, "expired before its TTL");
 
-    // Then in check-interval steps until it is gone, within a bound.
-    let limit = granted + Duration::from_secs(3) + lateness + 3 * CHECK_INTERVAL;
+    let limit = granted + ttl + lateness + 3 * CHECK_INTERVAL;
     let mut gone_at = None;
     while Instant::now() < limit {
         advance_to(Instant::now() + CHECK_INTERVAL).await;
@@ -258,14 +269,31 @@ async fn a_lease_without_keep_alives_expires_after_its_ttl_of_virtual_time() {
         }
     }
     let gone_at = gone_at.unwrap_or_else(|| panic!("still alive at {:?}", limit - granted));
-    assert!(
-        gone_at >= Duration::from_secs(3),
-        "expired after {gone_at:?}"
-    );
 
     drop(clients);
     hold.release().await;
     server.stop().await.expect("clean shutdown");
+    (gone_at, lateness)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lease_without_keep_alives_expires_after_its_ttl_of_virtual_time() {
+    let (gone_at, _) = expire_without_keep_alives(3, Duration::ZERO).await;
+    assert!(
+        gone_at >= Duration::from_secs(3),
+        "expired after {gone_at:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "the applier takes a grant's deadline from the real clock (it runs outside the runtime); \
+            entering the runtime handle on the applier thread (proposer.rs) makes this pass"]
+async fn a_lease_without_keep_alives_expires_within_one_check_of_its_ttl() {
+    let (gone_at, lateness) = expire_without_keep_alives(3, Duration::from_millis(500)).await;
+    assert!(
+        gone_at <= Duration::from_secs(3) + CHECK_INTERVAL,
+        "expired after {gone_at:?} of virtual time ({lateness:?} of real time before the grant)"
+    );
 }
 
 #[tokio::test(start_paused = true)]
