@@ -292,3 +292,64 @@ async fn opening_finishes_a_compaction_a_crash_interrupted() {
     assert_eq!(dump(&node), compacted);
     assert_eq!(hash(&node, 0), hash(&reference, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_only_committed_consistent_state_while_writes_and_compactions_run() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let node = Arc::new(Node::start());
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (node, done) = (node.clone(), done.clone());
+        tokio::spawn(async move {
+            for i in 0..200 {
+                node.put(&format!("k{}", i % 20), &i.to_string()).await;
+                if i % 25 == 24 {
+                    let at = node.store.current_rev() - 10;
+                    ok(&node, compact(at)).await;
+                }
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+    let reader = {
+        let node = node.clone();
+        tokio::task::spawn_blocking(move || {
+            let everything = key_range("\0", "\0");
+            let mut reads = 0u64;
+            let mut last_rev = 0;
+            while !done.load(Ordering::Acquire) && reads < 1_000_000 {
+                reads += 1;
+                node.read(|v| {
+                    assert!(v.rev >= last_rev, "the committed revision went back");
+                    last_rev = v.rev;
+                    let newest = v.range_keys(&everything, 0, 0, false).expect("newest read");
+                    assert_eq!(
+                        newest.kvs.len(),
+                        usize::try_from(newest.count).expect("count")
+                    );
+                    assert!(newest.kvs.iter().all(|kv| kv.mod_revision <= v.rev));
+                    // An older read either succeeds or is compacted; it never
+                    // finds an indexed revision missing from history.
+                    let older_rev = v.rev - 12;
+                    if older_rev <= 0 {
+                        return;
+                    }
+                    match v.range_keys(&everything, older_rev, 0, false) {
+                        Ok(older) => {
+                            assert!(older.kvs.iter().all(|kv| kv.mod_revision <= older_rev))
+                        }
+                        Err(Error::Compacted | Error::FutureRevision) => {}
+                        Err(e) => panic!("read at {older_rev}: {e}"),
+                    }
+                });
+            }
+            reads
+        })
+    };
+    writer.await.expect("writer");
+    let reads = reader.await.expect("reader");
+    assert!(reads > 0);
+    assert_eq!(node.store.current_rev(), 201);
+}
