@@ -242,12 +242,21 @@ impl Scratch {
         }
     }
 
+    /// A write transaction whose commit skips the fsync: a scratch store
+    /// is never reopened, and the tests are many.
+    fn begin_write(&self) -> redb::WriteTransaction {
+        let mut txn = self.db.begin_write().expect("begin write");
+        txn.set_durability(redb::Durability::None)
+            .expect("set durability");
+        txn
+    }
+
     /// Runs one write request on a [`WriteTxn`] and commits it.
     pub(crate) fn write<R>(
         &mut self,
         f: impl FnOnce(&mut WriteTxn<'_, '_>) -> Result<R, Error>,
     ) -> Outcome<R> {
-        let txn = self.db.begin_write().expect("begin write");
+        let txn = self.begin_write();
         let (result, changes, rev) = {
             let mut history = txn.open_table(HISTORY).expect("history table");
             let mut write = WriteTxn {
@@ -273,7 +282,7 @@ impl Scratch {
 
     /// Applies one command as the applier does, compaction included.
     pub(crate) fn apply(&mut self, command: &Command) -> Outcome<Applied> {
-        let txn = self.db.begin_write().expect("begin write");
+        let txn = self.begin_write();
         let mut side_log = Vec::new();
         let (result, changes, rev, compact_rev) = {
             let mut history = txn.open_table(HISTORY).expect("history table");
