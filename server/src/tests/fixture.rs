@@ -408,7 +408,16 @@ impl Node {
         Self::start_in(tempfile::tempdir().expect("temp dir"))
     }
 
+    /// A node whose hub takes at most `max_watchers` watchers.
+    pub(crate) fn with_max_watchers(max_watchers: usize) -> Self {
+        Self::open(tempfile::tempdir().expect("temp dir"), max_watchers)
+    }
+
     fn start_in(dir: TempDir) -> Self {
+        Self::open(dir, 1000)
+    }
+
+    fn open(dir: TempDir, max_watchers: usize) -> Self {
         let store = Store::open(dir.path(), 1 << 20).expect("open store");
         let metrics = Arc::new(Metrics::new());
         let lessor = Arc::new(Lessor::default());
@@ -416,7 +425,7 @@ impl Node {
             store.clone(),
             store.current_rev(),
             tokio::runtime::Handle::current(),
-            1000,
+            max_watchers,
             metrics.clone(),
         );
         let (proposer, applier) =
@@ -503,10 +512,20 @@ impl Node {
     /// Creates a watcher on a stream of `capacity` messages; the first message
     /// on the receiver is its `Created`.
     pub(crate) async fn watch(&self, spec: WatchSpec, capacity: usize) -> Watch {
+        self.try_watch(spec, capacity)
+            .await
+            .expect("create watcher")
+    }
+
+    pub(crate) async fn try_watch(
+        &self,
+        spec: WatchSpec,
+        capacity: usize,
+    ) -> Result<Watch, crate::watch::hub::CreateError> {
         let (tx, rx) = mpsc::channel(capacity);
         let permit = tx.clone().reserve_owned().await.expect("stream open");
-        let key = self.hub.create(spec, tx, permit).expect("create watcher");
-        Watch { key, rx }
+        let key = self.hub.create(spec, tx, permit)?;
+        Ok(Watch { key, rx })
     }
 }
 

@@ -367,3 +367,51 @@ async fn a_watcher_starting_at_the_compact_revision_sees_its_deletes() {
         Some(b("k"))
     );
 }
+
+#[tokio::test]
+async fn the_events_of_one_revision_read_from_history_travel_in_one_message() {
+    let node = Node::start();
+    node.propose(super::fixture::txn(
+        rollcall_proto::etcdserverpb::TxnRequest {
+            success: vec![
+                super::fixture::op_put("t/a", "1"),
+                super::fixture::op_put("t/b", "1"),
+                super::fixture::op_put("t/c", "1"),
+            ],
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("txn"); // 2
+    let mut watch = node.watch(watch_spec(prefix("t/"), 2), 8).await;
+    created(&mut watch).await;
+    match watch.next().await {
+        StreamMsg::Events { events, .. } => {
+            let keys: Vec<_> = events
+                .iter()
+                .filter_map(|e| e.kv.as_ref().map(|kv| (kv.key.clone(), kv.mod_revision)))
+                .collect();
+            assert_eq!(keys, vec![(b("t/a"), 2), (b("t/b"), 2), (b("t/c"), 2)]);
+        }
+        other => panic!("expected events, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn watchers_beyond_the_limit_are_refused_until_one_is_canceled() {
+    let node = Node::with_max_watchers(2);
+    let first = node.watch(watch_spec(key_range("a", ""), 0), 8).await;
+    let _second = node.watch(watch_spec(key_range("b", ""), 0), 8).await;
+    let refused = node.try_watch(watch_spec(key_range("c", ""), 0), 8).await;
+    assert!(matches!(
+        refused,
+        Err(crate::watch::hub::CreateError::TooMany(2))
+    ));
+    assert!(node.hub.cancel(first.key));
+    assert!(
+        node.try_watch(watch_spec(key_range("c", ""), 0), 8)
+            .await
+            .is_ok()
+    );
+    assert_eq!(node.metrics.watchers.get(), 2);
+}
