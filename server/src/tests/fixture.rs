@@ -509,6 +509,26 @@ impl Node {
         history_keys(&self.store.db())
     }
 
+    /// Holds the readers' lock on another thread until the guard is dropped:
+    /// the applier then stalls inside its next batch (it publishes under the
+    /// write lock), and whatever is proposed meanwhile is applied together
+    /// in the batch after it.
+    pub(crate) fn stall_applier(&self) -> Stall {
+        let store = self.store.clone();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _guard = store.read_committed();
+            let _ = held_tx.send(());
+            let _ = released.recv();
+        });
+        held_rx.recv().expect("lock holder started");
+        Stall {
+            release: Some(release),
+            thread: Some(thread),
+        }
+    }
+
     /// Creates a watcher on a stream of `capacity` messages; the first message
     /// on the receiver is its `Created`.
     pub(crate) async fn watch(&self, spec: WatchSpec, capacity: usize) -> Watch {
@@ -526,6 +546,21 @@ impl Node {
         let permit = tx.clone().reserve_owned().await.expect("stream open");
         let key = self.hub.create(spec, tx, permit)?;
         Ok(Watch { key, rx })
+    }
+}
+
+/// See [`Node::stall_applier`].
+pub(crate) struct Stall {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        self.release.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -361,10 +361,9 @@ async fn readers_see_only_committed_consistent_state_while_writes_and_compaction
 async fn a_lease_revoked_and_granted_again_in_one_batch_keeps_a_deadline() {
     let node = Node::start();
     ok(&node, grant(7, 10)).await;
-    // Holding the readers' lock stalls the applier inside its next batch
-    // (it publishes under the write lock), so the revoke and the grant
-    // proposed meanwhile queue up and are applied in one batch.
-    let stall = node.committed();
+    // The revoke and the grant queue up behind a stalled batch and are
+    // applied together in the next one.
+    let stall = node.stall_applier();
     let stalled = {
         let proposer = node.proposer.clone();
         tokio::spawn(async move { proposer.propose(put("stall", "v")).await })
