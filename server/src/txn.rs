@@ -74,9 +74,10 @@ fn compare_path<H: History>(view: &View<'_, H>, req: &TxnRequest) -> Result<Vec<
 }
 
 /// A txn's range at an explicit revision must be readable before anything
-/// applies. etcd compares the raw revision, so inside a txn a negative one
-/// is "compacted" once any compaction happened (outside a txn it reads the
-/// newest revision).
+/// applies. etcd compares the raw revision with the compact revision (-1
+/// before any compaction), so inside a txn a revision of -2 or below is
+/// always "compacted" and -1 is once a compaction happened (outside a txn a
+/// negative revision reads the newest one). Checked against etcd 3.4.23.
 fn check_range_revision<H: History>(
     view: &View<'_, H>,
     op: &request_op::Request,
