@@ -412,7 +412,14 @@ impl Registrar {
                         self.state.send_modify(|s| s.restorations += 1);
                     }
                 }
-                Err(e) if e.is_lease_not_found() => return Exit::Lost(e),
+                // Found out by a write (a restoring put races the keeper when
+                // a revoke deletes the key): the same loss the keeper reports.
+                Err(e) if e.is_lease_not_found() => {
+                    return Exit::Lost(RegistryError::LeaseLost {
+                        id: lease,
+                        reason: LeaseLost::NotFound,
+                    });
+                }
                 Err(e) => {
                     let delay = self.backoff.fail(&mut self.rng).unwrap_or_default();
                     retry_write = Some(Instant::now() + delay);
