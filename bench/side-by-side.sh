@@ -2,40 +2,59 @@
 # Runs every `rollcall bench` scenario against real etcd 3.4 and against
 # rollcall, one server at a time, each on loopback with a fresh data directory
 # and the same parameters, records each server's peak RSS, and prints one
-# table with both results and the ratio rollcall/etcd.
+# markdown table with both results, the ratio rollcall/etcd and the target
+# each headline ratio is held to: the format of the tables in BENCHMARKS.md.
 #
 #   bench/side-by-side.sh            # full run (a few minutes)
 #   QUICK=1 bench/side-by-side.sh    # short smoke run
+#   ROLLCALL_BIN=path bench/...      # use that rollcall binary (no release build)
 #
 # Both servers acknowledge only durable writes (etcd fsyncs its WAL and
-# backend; rollcall fsyncs every redb commit). Needs etcd (Debian's
-# etcd-server) and python3 (to pick free ports and to format the table).
+# backend; rollcall fsyncs every redb commit). Needs etcd 3.4.x and etcdctl
+# (Debian's etcd-server and etcd-client) and python3 (to pick free ports and
+# to format the table).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v etcd >/dev/null || { echo "needs etcd: apt-get install etcd-server" >&2; exit 1; }
-cargo build --release -q -p rollcall-server
-ROLLCALL=./target/release/rollcall
+command -v etcd >/dev/null || { echo "needs etcd 3.4: apt-get install etcd-server" >&2; exit 1; }
+command -v etcdctl >/dev/null || { echo "needs etcdctl: apt-get install etcd-client" >&2; exit 1; }
+# The comparison (and BENCHMARKS.md) is against etcd 3.4; another version's
+# numbers would be published under the wrong name.
+ETCD_VERSION=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p' | head -1)
+case "$ETCD_VERSION" in
+    3.4.*) ;;
+    *) echo "refusing to run: etcd --version reports '${ETCD_VERSION:-nothing}', not 3.4.x" >&2; exit 1 ;;
+esac
+if [ -n "${ROLLCALL_BIN:-}" ]; then
+    ROLLCALL=$ROLLCALL_BIN
+else
+    cargo build --release -q -p rollcall-server
+    ROLLCALL=./target/release/rollcall
+fi
 OUT=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 if [ -n "${QUICK:-}" ]; then
-    D=3s; N=20000; W=1000
+    SECS=3; N=20000; W=1000
 else
-    D=10s; N=100000; W=10000
+    SECS=10; N=100000; W=10000
 fi
+D=${SECS}s
+NK="$((N / 1000))k"
+WN=$(python3 -c "print(f'{$W:,}')")
 
-# name | bench arguments (the same for both servers)
+# key | label in the table | bench arguments (the same for both servers).
+# The key selects the throughput unit and the targets in the formatter below.
 SCENARIOS=(
-  "put 1000c/100conn|--clients 1000 --conns 100 --total $N --key-size 8 --val-size 256 put"
-  "range l|--clients 100 --conns 10 --total $N --key-space 10000 range --consistency l"
-  "range s|--clients 100 --conns 10 --total $N --key-space 10000 range --consistency s"
-  "txn-cas|--clients 100 --conns 10 --duration $D --key-space 1000 txn-cas"
-  "watch-latency|--duration $D watch-latency --watchers $W --hot-watchers 100 --streams 10 --rate 200"
-  "lease-keepalive|--clients 1000 --duration $D lease-keepalive --leases $W --streams 1"
-  "register-churn|--clients 100 --conns 10 --duration $D register-churn"
+  "put|put, 1000 clients / 100 conns, $NK puts, 8 B keys, 256 B values|--clients 1000 --conns 100 --total $N --key-size 8 --val-size 256 put"
+  "range-l|range, linearizable, 100 clients, $NK gets over 10k keys|--clients 100 --conns 10 --total $N --key-space 10000 range --consistency l"
+  "range-s|range, serializable|--clients 100 --conns 10 --total $N --key-space 10000 range --consistency s"
+  "txn-cas|txn-cas, 100 clients, $SECS s, 1000 keys|--clients 100 --conns 10 --duration $D --key-space 1000 txn-cas"
+  "watch-latency|watch-latency, $WN watchers on distinct prefixes + 100 on a hot one, 200 puts/s, $SECS s|--duration $D watch-latency --watchers $W --hot-watchers 100 --streams 10 --rate 200"
+  "lease-keepalive|lease-keepalive, $WN leases on one stream, 1000 in flight, $SECS s|--clients 1000 --duration $D lease-keepalive --leases $W --streams 1"
+  "register-churn|register-churn (grant + put with lease + keepalive once + revoke), 100 clients, $SECS s|--clients 100 --conns 10 --duration $D register-churn"
 )
 
 start_server() { # kind port dir -> pid
@@ -64,7 +83,7 @@ wait_ready() { # port
 RESULTS="$OUT/results.jsonl"
 : > "$RESULTS"
 for entry in "${SCENARIOS[@]}"; do
-    name=${entry%%|*}; args=${entry#*|}
+    IFS='|' read -r name label args <<<"$entry"
     for kind in etcd rollcall; do
         port=$(free_port); dir="$OUT/$kind-$RANDOM"
         pid=$(start_server "$kind" "$port" "$dir")
@@ -73,11 +92,12 @@ for entry in "${SCENARIOS[@]}"; do
         line=$("$ROLLCALL" bench --endpoints "127.0.0.1:$port" --output json --no-progress $args | tail -1)
         rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
         kill "$pid"; wait "$pid" 2>/dev/null || true
-        python3 - "$name" "$kind" "$rss_kb" "$line" >>"$RESULTS" <<'PY'
+        python3 - "$name" "$label" "$kind" "$rss_kb" "$line" >>"$RESULTS" <<'PY'
 import json, sys
-name, kind, rss, line = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+name, label, kind, rss, line = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 report = json.loads(line)
-print(json.dumps({"scenario": name, "server": kind, "peak_rss_mib": rss / 1024, "report": report}))
+print(json.dumps({"scenario": name, "label": label, "server": kind,
+                  "peak_rss_mib": rss / 1024, "report": report}))
 PY
         echo "done: $name on $kind" >&2
     done
@@ -85,24 +105,68 @@ done
 
 python3 - "$RESULTS" <<'PY'
 import json, sys
+
+# Throughput unit and targets per scenario: ("ops", ">=", 2) means
+# rollcall/etcd throughput at least 2x; ("p99", "<=", 0.5) the latency p99
+# ratio at most 0.5x; ("rss", "<=", 0.5) the peak RSS ratio at most 0.5x.
+UNITS = {"put": "ops/s", "range-l": "ops/s", "range-s": "ops/s", "txn-cas": "swaps/s",
+         "watch-latency": "events/s delivered", "lease-keepalive": "keepalives/s",
+         "register-churn": "cycles/s"}
+TARGETS = {"put": [("ops", ">=", 2), ("rss", "<=", 0.5)], "range-l": [("ops", ">=", 2)],
+           "range-s": [("ops", ">=", 2)], "txn-cas": [("rss", "<=", 0.5)],
+           "watch-latency": [("p99", "<=", 0.5)], "lease-keepalive": [("ops", ">=", 2)],
+           "register-churn": [("ops", ">=", 2), ("rss", "<=", 0.5)]}
+
+def ms(v):  # three significant digits
+    return f"{v:.2f}" if v < 10 else f"{v:.1f}" if v < 100 else f"{v:.0f}"
+
+def times(r):
+    return "n/a" if r is None else f"{r:.0f}×" if r >= 10 else f"{r:.2f}×"
+
+def ratio(a, b):
+    return b / a if a else None
+
+def target(scenario, what, r):
+    for w, op, bound in TARGETS.get(scenario, []):
+        if w == what:
+            met = r is not None and (r >= bound if op == ">=" else r <= bound)
+            sign = "≥" if op == ">=" else "≤"
+            prefix = "p99 " if w == "p99" else ""
+            return f"{prefix}{sign} {bound:g}× — {'met' if met else 'missed'}"
+    return ""
+
+def shown(scenario, what, r):
+    text = times(r)
+    return f"**{text}**" if target(scenario, what, r) else text
+
+def row(cells):  # an empty cell is "| |", as in BENCHMARKS.md
+    print("|" + "".join(f" {c} |" if c else " |" for c in cells))
+
 rows = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in rows:
     by.setdefault(r["scenario"], {})[r["server"]] = r
-def ratio(a, b):
-    return f"{a / b:.2f}x" if b else "n/a"
-print(f"| scenario | metric | etcd 3.4 | rollcall | rollcall/etcd |")
-print(f"|---|---|---|---|---|")
+print("| scenario | metric | etcd 3.4 | rollcall | rollcall/etcd | target |")
+print("|---|---|---|---|---|---|")
+errors = []
 for name, pair in by.items():
     e, r = pair["etcd"], pair["rollcall"]
     er, rr = e["report"], r["report"]
-    metrics = [
-        ("ops/s", er["ops_per_sec"], rr["ops_per_sec"], "{:,.0f}"),
-        ("p50 ms", er["latency_ms"]["p50"], rr["latency_ms"]["p50"], "{:.2f}"),
-        ("p99 ms", er["latency_ms"]["p99"], rr["latency_ms"]["p99"], "{:.2f}"),
-        ("errors", er["errors"], rr["errors"], "{}"),
-        ("peak RSS MiB", e["peak_rss_mib"], r["peak_rss_mib"], "{:.0f}"),
-    ]
-    for metric, a, b, fmt in metrics:
-        print(f"| {name} | {metric} | {fmt.format(a)} | {fmt.format(b)} | {ratio(b, a) if metric != 'errors' else ''} |")
+    ops = ratio(er["ops_per_sec"], rr["ops_per_sec"])
+    p50 = ratio(er["latency_ms"]["p50"], rr["latency_ms"]["p50"])
+    p99 = ratio(er["latency_ms"]["p99"], rr["latency_ms"]["p99"])
+    rss = ratio(e["peak_rss_mib"], r["peak_rss_mib"])
+    latency = "put-to-event p50 / p99 ms" if name == "watch-latency" else "p50 / p99 ms"
+    row([e["label"], UNITS.get(name, "ops/s"), f"{er['ops_per_sec']:,.0f}",
+         f"{rr['ops_per_sec']:,.0f}", shown(name, "ops", ops), target(name, "ops", ops)])
+    row(["", latency, f"{ms(er['latency_ms']['p50'])} / {ms(er['latency_ms']['p99'])}",
+         f"{ms(rr['latency_ms']['p50'])} / {ms(rr['latency_ms']['p99'])}",
+         f"{times(p50)} / {shown(name, 'p99', p99)}", target(name, "p99", p99)])
+    row(["", "peak RSS MiB", f"{e['peak_rss_mib']:.0f}", f"{r['peak_rss_mib']:.0f}",
+         shown(name, "rss", rss), target(name, "rss", rss)])
+    for side in (e, r):
+        if side["report"]["errors"]:
+            errors.append(f"{name} on {side['server']}: {side['report']['errors']}")
+print()
+print("Errors: " + ("; ".join(errors) if errors else "none in any run."))
 PY

@@ -2,9 +2,9 @@
 //! before (or without) the `rollcall` CLI:
 //!
 //! ```text
-//! cargo run --release -p rollcall-client --example bench -- \
+//! cargo run --release -p rollcall-client --features cli --example bench -- \
 //!     --endpoints 127.0.0.1:2379 put --clients 100 --conns 10 --total 20000
-//! cargo run --release -p rollcall-client --example bench -- \
+//! cargo run --release -p rollcall-client --features cli --example bench -- \
 //!     watch-latency --watchers 10000 --hot-watchers 100 --streams 10 --rate 200 --duration 20s
 //! ```
 

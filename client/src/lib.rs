@@ -55,13 +55,18 @@
 //! - `registry/`: the registry conventions, `Registration` (with health
 //!   probes) and `Discovery`;
 //! - `balance/`: balancers over discovered instances and a `tower` Discover;
-//! - `bench/`: the load generator behind `rollcall bench`;
-//! - `cli/`: the `rollcall bench` command line over `bench/`, and in
-//!   `cli/commands/` the client commands (`get`, `put`, `register`, ...).
+//! - `bench/` (feature `bench`): the load generator behind `rollcall bench`;
+//! - `cli/` (feature `cli`): the `rollcall bench` command line over `bench/`,
+//!   and in `cli/commands/` the client commands (`get`, `put`, `register`, ...).
+//!
+//! Default features are empty: a library user compiles neither the load
+//! generator nor the command lines (nor clap, indicatif, hdrhistogram).
 
 mod backoff;
 pub mod balance;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod client;
 mod endpoint;

@@ -127,6 +127,48 @@ pub struct ServeConfig {
     /// Most watchers on this member across all streams.
     #[arg(long, env = "ROLLCALL_MAX_WATCHERS", default_value_t = 1_000_000)]
     pub max_watchers: usize,
+
+    /// Log line format on stderr: `text`, or `json` (one JSON object per line).
+    #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Least severe level logged. RUST_LOG, when set, overrides it with its
+    /// own filter directives.
+    #[arg(long, env = "ROLLCALL_LOG_LEVEL", value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,10 +3,12 @@
 //! measures any etcd-v3 endpoint, `rollcall snapshot restore` rebuilds a
 //! member from a snapshot.
 
+mod logging;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use rollcall_server::config::{ServeConfig, parse_listen_url};
+use rollcall_server::config::{LogFormat, LogLevel, ServeConfig, parse_listen_url};
 use rollcall_server::server::Listeners;
 use rollcall_server::storage::snapshot;
 use tokio::net::TcpListener;
@@ -49,14 +51,11 @@ enum SnapshotCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve(config) => logging::init(config.log_format, config.log_level),
+        _ => logging::init(LogFormat::default(), LogLevel::default()),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

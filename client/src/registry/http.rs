@@ -1,15 +1,18 @@
-//! The HTTP health check's client: one `GET` over HTTP/1.1 on a fresh
-//! connection (`Connection: close`), reading only the status line. That is
-//! all a health check needs, so it costs no HTTP library. Plain `http://`
-//! only; a check behind TLS can use the TCP or gRPC probe instead.
+//! The HTTP health check's client: one `GET` over HTTP/1.1 (hyper) on a
+//! fresh connection (`Connection: close`), reading only the response's
+//! status. Plain `http://` only; a check behind TLS can use the TCP or gRPC
+//! probe instead. The probe (`probe.rs`) bounds the whole exchange by its
+//! timeout and decides what a status means; this module knows nothing of
+//! probes.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::str::FromStr;
+
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::header::{ACCEPT, CONNECTION, HOST, HeaderValue, USER_AGENT};
+use hyper::http::uri::PathAndQuery;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-
-use super::probe::{CheckFailure, ProbeError};
-
-/// The longest status line read before the response counts as malformed.
-const MAX_STATUS_LINE: usize = 1024;
 
 /// Where an HTTP check goes: `http://host[:port][/path]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,33 +21,39 @@ pub(crate) struct HttpTarget {
     host: String,
     port: u16,
     /// The `Host` header: the URL's authority as written.
-    authority: String,
+    authority: HeaderValue,
     /// The request target, `/` when the URL has no path.
-    path: String,
+    path: PathAndQuery,
+}
+
+/// Why a GET got no status.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum GetError {
+    #[error("{0}")]
+    Connect(#[from] std::io::Error),
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+    #[error("cannot build the request: {0}")]
+    Request(#[from] hyper::http::Error),
 }
 
 impl HttpTarget {
-    pub(crate) fn parse(url: &str) -> Result<Self, ProbeError> {
-        let invalid = |reason| ProbeError::InvalidUrl {
-            url: url.to_owned(),
-            reason,
-        };
+    /// Parses the URL; the error is the reason it is not one.
+    pub(crate) fn parse(url: &str) -> Result<Self, &'static str> {
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| invalid("only http:// URLs are supported"))?;
+            .ok_or("only http:// URLs are supported")?;
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_owned()),
             Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
             None => (rest, "/".to_owned()),
         };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| invalid("unclosed '[' in the host"))?;
+            let (host, after) = v6.split_once(']').ok_or("unclosed '[' in the host")?;
             let port = match after.strip_prefix(':') {
                 Some(p) => Some(p),
                 None if after.is_empty() => None,
-                None => return Err(invalid("garbage after the IPv6 address")),
+                None => return Err("garbage after the IPv6 address"),
             };
             (host, port)
         } else {
@@ -54,82 +63,76 @@ impl HttpTarget {
             }
         };
         if host.is_empty() || authority.contains('@') {
-            return Err(invalid("no host (or a userinfo, which is not supported)"));
+            return Err("no host (or a userinfo, which is not supported)");
         }
         let port = match port {
-            Some(p) => p.parse().map_err(|_| invalid("the port is not a number"))?,
+            Some(p) => p.parse().map_err(|_| "the port is not a number")?,
             None => 80,
         };
         if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("the path contains whitespace"));
+            return Err("the path contains whitespace");
         }
+        let path = PathAndQuery::from_str(&path).map_err(|_| "the path is not a valid URI path")?;
+        let authority =
+            HeaderValue::from_str(authority).map_err(|_| "the host is not a valid Host header")?;
         Ok(Self {
             host: host.to_owned(),
             port,
-            authority: authority.to_owned(),
+            authority,
             path,
         })
     }
 
-    /// Sends the GET and returns the response's status code.
-    pub(crate) async fn get_status(&self) -> Result<u16, CheckFailure> {
-        let mut stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: rollcall-health-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-            self.path, self.authority
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut head = Vec::with_capacity(128);
-        let mut buf = [0u8; 256];
-        while !head.windows(2).any(|w| w == b"\r\n") {
-            if head.len() > MAX_STATUS_LINE {
-                return Err(CheckFailure::BadResponse("status line too long"));
-            }
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Err(CheckFailure::BadResponse(
-                    "connection closed before a status line",
-                ));
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        parse_status_line(&head)
+    /// Sends the GET and returns the response's status code. Unbounded in
+    /// time: the caller applies its timeout.
+    pub(crate) async fn get_status(&self) -> Result<u16, GetError> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let request = hyper::Request::get(self.path.clone())
+            .header(HOST, self.authority.clone())
+            .header(USER_AGENT, "rollcall-health-probe")
+            .header(ACCEPT, "*/*")
+            .header(CONNECTION, "close")
+            .body(Empty::<Bytes>::new())?;
+        // The connection task does the I/O; it ends (and the socket closes)
+        // when the head has arrived, or when this future is dropped by the
+        // probe's timeout: the body is never read.
+        let connection = AbortOnDrop(tokio::spawn(connection));
+        let response = sender.send_request(request).await;
+        drop(connection);
+        let response = response?;
+        Ok(response.status().as_u16())
     }
 }
 
-/// The code of `HTTP/1.x NNN reason\r\n...`.
-fn parse_status_line(head: &[u8]) -> Result<u16, CheckFailure> {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = std::str::from_utf8(line).map_err(|_| CheckFailure::BadResponse("not text"))?;
-    let mut parts = line.splitn(3, ' ');
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/1.") {
-        return Err(CheckFailure::BadResponse("not an HTTP/1.x status line"));
+/// Stops the connection task with the request that owns it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    parts
-        .next()
-        .filter(|code| code.len() == 3)
-        .and_then(|code| code.parse().ok())
-        .ok_or(CheckFailure::BadResponse("no status code"))
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
 
     #[test]
-    fn urls_parse() -> Result<(), ProbeError> {
+    fn urls_parse() -> Result<(), &'static str> {
         let t = HttpTarget::parse("http://127.0.0.1:8080/health?full=1")?;
         assert_eq!(
             (
                 t.host.as_str(),
                 t.port,
-                t.authority.as_str(),
+                t.authority.to_str().ok(),
                 t.path.as_str()
             ),
-            ("127.0.0.1", 8080, "127.0.0.1:8080", "/health?full=1")
+            ("127.0.0.1", 8080, Some("127.0.0.1:8080"), "/health?full=1")
         );
         let t = HttpTarget::parse("http://svc.local")?;
         assert_eq!(
@@ -138,11 +141,11 @@ mod tests {
         );
         let t = HttpTarget::parse("http://[::1]:9/x")?;
         assert_eq!(
-            (t.host.as_str(), t.port, t.authority.as_str()),
-            ("::1", 9, "[::1]:9")
+            (t.host.as_str(), t.port, t.authority.to_str().ok()),
+            ("::1", 9, Some("[::1]:9"))
         );
         let t = HttpTarget::parse("http://h:1?q")?;
-        assert_eq!(t.path, "/?q");
+        assert_eq!(t.path.as_str(), "/?q");
         for bad in [
             "https://h/",
             "h:80/",
@@ -152,26 +155,21 @@ mod tests {
             "http://u@h/",
             "http://[::1/",
             "http://h/a b",
+            "http://h/a\u{7f}",
         ] {
             assert!(HttpTarget::parse(bad).is_err(), "{bad:?} accepted");
         }
         Ok(())
     }
 
-    #[test]
-    fn status_lines_parse() {
-        assert_eq!(
-            parse_status_line(b"HTTP/1.1 204 No Content\r\n").ok(),
-            Some(204)
-        );
-        assert_eq!(parse_status_line(b"HTTP/1.0 503\r\n").ok(), Some(503));
-        assert!(parse_status_line(b"SSH-2.0-OpenSSH\r\n").is_err());
-        assert!(parse_status_line(b"HTTP/1.1 20 OK\r\n").is_err());
-    }
-
-    #[tokio::test]
-    async fn get_reads_the_status_and_sends_a_well_formed_request()
-    -> Result<(), Box<dyn std::error::Error>> {
+    /// A one-connection server that reads the request head, writes `answer`
+    /// in two pieces (the client must reassemble) and returns the request.
+    async fn serve_once(
+        answer: &'static [u8],
+    ) -> std::io::Result<(
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<std::io::Result<String>>,
+    )> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
@@ -185,13 +183,21 @@ mod tests {
                 }
                 request.extend_from_slice(&buf[..n]);
             }
-            // The status line in two writes: the client must reassemble.
-            conn.write_all(b"HTTP/1.1 5").await?;
+            let (first, second) = answer.split_at(answer.len().min(10));
+            conn.write_all(first).await?;
             conn.flush().await?;
-            conn.write_all(b"03 Unavailable\r\nContent-Length: 0\r\n\r\n")
-                .await?;
-            Ok::<_, std::io::Error>(String::from_utf8_lossy(&request).into_owned())
+            conn.write_all(second).await?;
+            conn.flush().await?;
+            Ok(String::from_utf8_lossy(&request).into_owned())
         });
+        Ok((addr, server))
+    }
+
+    #[tokio::test]
+    async fn get_reads_the_status_and_sends_a_well_formed_request()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (addr, server) =
+            serve_once(b"HTTP/1.1 503 Unavailable\r\nContent-Length: 0\r\n\r\n").await?;
         let target = HttpTarget::parse(&format!("http://{addr}/healthz"))?;
         assert_eq!(target.get_status().await?, 503);
         let request = server.await??;
@@ -199,10 +205,42 @@ mod tests {
             request.starts_with("GET /healthz HTTP/1.1\r\n"),
             "{request}"
         );
+        let lower = request.to_ascii_lowercase();
         assert!(
-            request.contains(&format!("\r\nHost: {addr}\r\n")),
+            lower.contains(&format!("\r\nhost: {addr}\r\n")),
             "{request}"
         );
+        assert!(lower.contains("\r\nconnection: close\r\n"), "{request}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_status_comes_back_without_reading_the_body() -> Result<(), Box<dyn std::error::Error>>
+    {
+        // The body is announced but never sent: the status is enough.
+        let (addr, server) = serve_once(b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n").await?;
+        let target = HttpTarget::parse(&format!("http://{addr}/"))?;
+        assert_eq!(target.get_status().await?, 204);
+        server.await??;
+        let (addr, server) =
+            serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial").await?;
+        let target = HttpTarget::parse(&format!("http://{addr}/"))?;
+        assert_eq!(target.get_status().await?, 200);
+        server.await??;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn what_is_not_http_or_closes_early_is_an_error() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let (addr, server) = serve_once(b"SSH-2.0-OpenSSH_9.6\r\n").await?;
+        let target = HttpTarget::parse(&format!("http://{addr}/"))?;
+        assert!(matches!(target.get_status().await, Err(GetError::Http(_))));
+        server.await??;
+        let (addr, server) = serve_once(b"").await?;
+        let target = HttpTarget::parse(&format!("http://{addr}/"))?;
+        assert!(matches!(target.get_status().await, Err(GetError::Http(_))));
+        server.await??;
         Ok(())
     }
 }

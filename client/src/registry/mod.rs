@@ -13,6 +13,7 @@ pub use snapshot::{DEFAULT_PROTECTION_THRESHOLD, ServiceSnapshot};
 mod cache;
 pub mod discovery;
 pub mod error;
+mod guard;
 mod http;
 pub mod probe;
 pub mod registration;

@@ -3,7 +3,7 @@
 //! `grpc.health.v1.Health/Check`) and how often; a background task runs it
 //! and turns results into `passing`/`critical` with hysteresis.
 //!
-//! - HTTP: any 2xx answer passes (`http.rs` speaks the one GET it needs).
+//! - HTTP: any 2xx answer passes (`http.rs` sends the one GET it needs).
 //! - TCP: the connection is accepted.
 //! - gRPC: `Check` answers `SERVING` for the service (`""` means the whole
 //!   server, as in the gRPC health protocol).
@@ -30,7 +30,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use super::Health;
-use super::http::HttpTarget;
+use super::http::{GetError, HttpTarget};
 
 /// What a closure probe returns: resolves to whether the instance is healthy.
 pub type ProbeFuture = Pin<Box<dyn Future<Output = bool> + Send>>;
@@ -63,8 +63,10 @@ pub enum CheckFailure {
     Io(#[from] std::io::Error),
     #[error("HTTP status {0}")]
     HttpStatus(u16),
-    #[error("malformed HTTP response: {0}")]
-    BadResponse(&'static str),
+    /// No HTTP status came back: the answer was not HTTP, or the
+    /// connection closed before the status line.
+    #[error("bad HTTP response: {0}")]
+    BadResponse(String),
     #[error("gRPC health status {0}")]
     NotServing(&'static str),
     #[error("gRPC health check failed: {0}")]
@@ -142,7 +144,11 @@ impl HealthProbe {
 
     /// `GET url` (plain `http://host[:port][/path]`); a 2xx status passes.
     pub fn http(url: &str) -> Result<Self, ProbeError> {
-        Ok(Self::new(Check::Http(HttpTarget::parse(url)?)))
+        let target = HttpTarget::parse(url).map_err(|reason| ProbeError::InvalidUrl {
+            url: url.to_owned(),
+            reason,
+        })?;
+        Ok(Self::new(Check::Http(target)))
     }
 
     /// A TCP connection to `addr` (`host:port`) is accepted.
@@ -281,7 +287,10 @@ impl Prober {
     async fn check_unbounded(&mut self) -> Result<(), CheckFailure> {
         match &self.probe.check {
             Check::Closure(f) => f().await.then_some(()).ok_or(CheckFailure::Unhealthy),
-            Check::Http(target) => match target.get_status().await? {
+            Check::Http(target) => match target.get_status().await.map_err(|e| match e {
+                GetError::Connect(e) => CheckFailure::Io(e),
+                other => CheckFailure::BadResponse(other.to_string()),
+            })? {
                 200..=299 => Ok(()),
                 status => Err(CheckFailure::HttpStatus(status)),
             },

@@ -12,6 +12,12 @@
 //!   [`LeaseLost::NotFound`]: revoked, or expired on the server) a new lease
 //!   is granted. The key is put again either way. Failed attempts back off
 //!   exponentially with jitter and never give up.
+//! - The task watches the instance's own key from the revision of its put.
+//!   A delete it did not make (it has not deregistered, and the lease still
+//!   lives: an operator's `etcdctl del`, a buggy script) would silently drop
+//!   the instance from discovery, so the same value is put back under the
+//!   same lease, with a warning in the log. If the lease is gone too, that
+//!   put fails and the lost-lease path above applies.
 //! - With a [`HealthProbe`], every flip of its result rewrites the value
 //!   (`"health":"passing"|"critical"`) under the same lease.
 //! - [`Registration::deregister`] revokes the lease (the key goes with it, in
@@ -42,6 +48,7 @@ use rand::rngs::SmallRng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
+use super::guard::KeyGuard;
 use super::probe::{ProbeStatus, RunningProbe};
 use super::{Health, HealthProbe, Instance, RegistryError};
 use crate::backoff::{Backoff, RetryPolicy};
@@ -129,6 +136,9 @@ pub struct RegistrationState {
     pub revision: i64,
     /// Times the instance was registered again after losing its lease.
     pub reregistrations: u64,
+    /// Times the key was put back after someone else deleted it while its
+    /// lease lived.
+    pub restorations: u64,
     /// The last failure: a lost lease, a failed attempt or write. It stays
     /// after a recovery, as history.
     pub last_error: Option<Arc<RegistryError>>,
@@ -176,6 +186,7 @@ impl Client {
             health: instance.health,
             revision: 0,
             reregistrations: 0,
+            restorations: 0,
             last_error: None,
             probe_failure: None,
         });
@@ -187,6 +198,7 @@ impl Client {
             keep_alive: options.keep_alive,
             lease: None,
             keeper: None,
+            guard: None,
             backoff: Backoff::new(RetryPolicy {
                 max_attempts: None,
                 ..options.retry
@@ -274,6 +286,8 @@ enum Wake {
     Probe(ProbeStatus),
     Retry,
     Attempted(Result<(), RegistryError>),
+    /// The key was deleted at this revision.
+    Deleted(i64),
 }
 
 /// The background task's state.
@@ -288,6 +302,8 @@ struct Registrar {
     /// granted, so an attempt cut short still leaves it to revoke or reuse.
     lease: Option<i64>,
     keeper: Option<LeaseKeeper>,
+    /// Watches the key for deletes; started with the task.
+    guard: Option<KeyGuard>,
     backoff: Backoff,
     rng: SmallRng,
     state: watch::Sender<RegistrationState>,
@@ -307,6 +323,14 @@ async fn probe_changed(probe: &mut Option<RunningProbe>) -> ProbeStatus {
     std::future::pending().await
 }
 
+/// The next delete the guard saw; never resolves without a guard.
+async fn key_deleted(guard: &mut Option<KeyGuard>) -> i64 {
+    match guard {
+        Some(guard) => guard.deleted().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Sleeps until `at`; never resolves for `None`.
 async fn sleep_until_some(at: Option<Instant>) {
     match at {
@@ -321,6 +345,8 @@ impl Registrar {
         mut commands: mpsc::UnboundedReceiver<Command>,
         mut probe: Option<RunningProbe>,
     ) {
+        let from = self.state.borrow().revision;
+        self.guard = Some(KeyGuard::spawn(self.client.clone(), self.key.clone(), from));
         let stop = loop {
             match self.serve(&mut commands, &mut probe).await {
                 Exit::Stop(reply) => break reply,
@@ -331,6 +357,8 @@ impl Registrar {
             }
         };
         drop(probe);
+        // Before the revoke, whose delete is ours.
+        self.guard = None;
         let result = self.revoke().await;
         if let Some(reply) = stop {
             let _ = reply.send(result);
@@ -356,7 +384,9 @@ impl Registrar {
                 command = commands.recv() => Wake::Command(command),
                 status = probe_changed(probe) => Wake::Probe(status),
                 () = sleep_until_some(retry_write) => Wake::Retry,
+                revision = key_deleted(&mut self.guard) => Wake::Deleted(revision),
             };
+            let restoring = matches!(wake, Wake::Deleted(_));
             let write = match wake {
                 Wake::Lost(reason) => {
                     if reason == LeaseLost::NotFound {
@@ -368,6 +398,7 @@ impl Registrar {
                 Wake::Command(Some(Command::Deregister(reply))) => return Exit::Stop(Some(reply)),
                 Wake::Command(Some(Command::SetHealth(health))) => self.set_health(health),
                 Wake::Probe(status) => self.probed(status),
+                Wake::Deleted(revision) => self.deleted(lease, revision),
                 Wake::Retry | Wake::Attempted(_) => true,
             };
             if !write {
@@ -375,8 +406,20 @@ impl Registrar {
             }
             retry_write = None;
             match self.put(lease).await {
-                Ok(()) => self.backoff.succeed(),
-                Err(e) if e.is_lease_not_found() => return Exit::Lost(e),
+                Ok(()) => {
+                    self.backoff.succeed();
+                    if restoring {
+                        self.state.send_modify(|s| s.restorations += 1);
+                    }
+                }
+                // Found out by a write (a restoring put races the keeper when
+                // a revoke deletes the key): the same loss the keeper reports.
+                Err(e) if e.is_lease_not_found() => {
+                    return Exit::Lost(RegistryError::LeaseLost {
+                        id: lease,
+                        reason: LeaseLost::NotFound,
+                    });
+                }
                 Err(e) => {
                     let delay = self.backoff.fail(&mut self.rng).unwrap_or_default();
                     retry_write = Some(Instant::now() + delay);
@@ -422,7 +465,8 @@ impl Registrar {
                     next_attempt = Instant::now() + delay;
                     self.record_error(e);
                 }
-                Wake::Lost(_) | Wake::Retry => {}
+                // Re-registering puts the key anyway.
+                Wake::Lost(_) | Wake::Retry | Wake::Deleted(_) => {}
             }
         }
     }
@@ -479,6 +523,22 @@ impl Registrar {
                 Err(e.into())
             }
         }
+    }
+
+    /// Takes a delete of the key seen at `revision`; true if the value must
+    /// be put back. A delete older than the latest put is already undone.
+    fn deleted(&mut self, lease: i64, revision: i64) -> bool {
+        let last_put = self.state.borrow().revision;
+        if revision <= last_put {
+            return false;
+        }
+        tracing::warn!(
+            key = %self.key,
+            lease = format_args!("{lease:016x}"),
+            revision,
+            "instance key deleted while its lease lives; putting it back"
+        );
+        true
     }
 
     /// Takes a new health; true if the value must be written.

@@ -1,5 +1,9 @@
-//! The Maintenance service: member status and alarms. Defragmentation,
-//! hashes and snapshots answer UNIMPLEMENTED until they exist.
+//! The Maintenance service: Status, Alarm (list, activate, disarm through the
+//! proposer), Defragment (on the applier, logging how long writes waited),
+//! HashKV and Snapshot (a consistent copy of the database streamed in etcd's
+//! chunks with its SHA-256 trailer). Hash (the whole-backend hash) and
+//! MoveLeader, which a single member has no use for, answer UNIMPLEMENTED
+//! through the generated default stubs.
 
 use rollcall_proto::etcdserverpb::maintenance_server::Maintenance;
 use rollcall_proto::etcdserverpb::{

@@ -34,10 +34,8 @@ impl From<Error> for Status {
             Error::Storage(_)
             | Error::CorruptRecord { .. }
             | Error::DataDir { .. }
-            | Error::Internal(_) => {
-                tracing::error!(error = %e, "internal error answering a request");
-                Code::Internal
-            }
+            // Logged, with the method, by the gRPC layer (metrics/grpc.rs).
+            | Error::Internal(_) => Code::Internal,
         };
         Status::new(code, e.to_string())
     }

@@ -2,6 +2,11 @@
 //! `grpc_server_handled_total` and `grpc_server_handling_seconds` (go-grpc-prometheus names and labels) for
 //! every RPC. The status of a successful call travels in the trailers, so the
 //! response body is wrapped to see them; a stream is counted when it ends.
+//!
+//! The same place logs every failed call with its method
+//! (`method=/etcdserverpb.KV/Put`): server faults at error, a client's
+//! mistakes (unknown lease, future revision, ...) at debug as etcd does. A
+//! successful call costs no more than its metrics.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -116,7 +121,7 @@ where
                 start,
             };
             let done = if let Some(code) = code {
-                pending.finish(code);
+                pending.finish(code, Some(response.headers()));
                 None
             } else {
                 Some(pending)
@@ -136,7 +141,12 @@ struct Pending {
 }
 
 impl Pending {
-    fn finish(self, code: &str) {
+    /// Records the outcome; `status` holds `grpc-status`/`grpc-message`
+    /// (the headers of a trailers-only response, or the trailers).
+    fn finish(self, code: &str, status: Option<&http::HeaderMap>) {
+        if code != "OK" {
+            log_failure(&self.labels, code, status);
+        }
         let labels = GrpcCodeLabels {
             grpc_type: self.labels.grpc_type.clone(),
             grpc_service: self.labels.grpc_service.clone(),
@@ -151,6 +161,32 @@ impl Pending {
     }
 }
 
+/// `/service/Method`, formatted only when a failure is logged.
+struct MethodPath<'a>(&'a GrpcMethodLabels);
+
+impl std::fmt::Display for MethodPath<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/{}/{}", self.0.grpc_service, self.0.grpc_method)
+    }
+}
+
+/// Server faults, which an operator must see at the default level.
+fn is_server_fault(code: &str) -> bool {
+    matches!(code, "Internal" | "Unknown" | "DataLoss")
+}
+
+fn log_failure(labels: &GrpcMethodLabels, code: &str, status: Option<&http::HeaderMap>) {
+    let method = MethodPath(labels);
+    // Decodes the percent-encoded grpc-message; only on this failure path.
+    let status = status.and_then(tonic::Status::from_header_map);
+    let error = status.as_ref().map_or("", |s| s.message());
+    if is_server_fault(code) {
+        tracing::error!(method = %method, code = %code, error, "request failed");
+    } else {
+        tracing::debug!(method = %method, code = %code, error, "request failed");
+    }
+}
+
 /// A response body that records the call's outcome when its trailers pass
 /// (or when it is dropped unfinished: the client went away).
 pub struct MeteredBody<B> {
@@ -161,7 +197,9 @@ pub struct MeteredBody<B> {
 impl<B> Drop for MeteredBody<B> {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
-            pending.finish("Canceled");
+            // The client went away (a watch or keep-alive stream closed from
+            // its side, a timeout): not the server's failure, nothing to log.
+            pending.finish("Canceled", None);
         }
     }
 }
@@ -177,19 +215,20 @@ impl<B: Body + Unpin> Body for MeteredBody<B> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         let outcome = match &polled {
             Poll::Ready(Some(Ok(frame))) => frame.trailers_ref().map(|trailers| {
-                trailers
+                let code = trailers
                     .get("grpc-status")
                     .and_then(|v| v.to_str().ok())
-                    .map_or("OK", code_name)
+                    .map_or("OK", code_name);
+                (code, Some(trailers))
             }),
-            Poll::Ready(Some(Err(_))) => Some("Unknown"),
-            Poll::Ready(None) => Some("OK"),
+            Poll::Ready(Some(Err(_))) => Some(("Unknown", None)),
+            Poll::Ready(None) => Some(("OK", None)),
             Poll::Pending => None,
         };
-        if let Some(code) = outcome
+        if let Some((code, status)) = outcome
             && let Some(pending) = self.pending.take()
         {
-            pending.finish(code);
+            pending.finish(code, status);
         }
         polled
     }

@@ -15,12 +15,9 @@ use tokio::net::TcpListener;
 
 use rollcall_proto::etcdserverpb::AlarmType;
 
-use super::{AlarmLabels, InstanceLabels, Metrics};
-use crate::mvcc::{KeyRange, Store};
+use super::{AlarmLabels, Metrics};
+use crate::mvcc::Store;
 use crate::proposer::Proposer;
-
-/// The registry's key prefix (DESIGN.md §7).
-const SERVICES_PREFIX: &[u8] = b"/services/";
 
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
@@ -141,32 +138,7 @@ fn sample(state: &HttpState) {
             .get_or_create(&labels)
             .set(i64::from(raised));
     }
-    let range = KeyRange::Span {
-        start: Bytes::from_static(SERVICES_PREFIX),
-        end: Some(Bytes::from(crate::watch::index::prefix_end(
-            SERVICES_PREFIX,
-        ))),
-    };
-    let Ok(instances) = state
-        .store
-        .read(|view| view.range_keys(&range, 0, 0, false))
-    else {
-        return;
-    };
-    metrics.registry_instances.clear();
-    for kv in instances.kvs {
-        let rest = &kv.key[SERVICES_PREFIX.len()..];
-        let Some(slash) = rest.iter().position(|b| *b == b'/') else {
-            continue;
-        };
-        let service = String::from_utf8_lossy(&rest[..slash]).into_owned();
-        let health = serde_json::from_slice::<serde_json::Value>(&kv.value)
-            .ok()
-            .and_then(|v| v.get("health").and_then(|h| h.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| "unknown".into());
-        metrics
-            .registry_instances
-            .get_or_create(&InstanceLabels { service, health })
-            .inc();
-    }
+    metrics
+        .instances
+        .refresh(&state.store, &metrics.registry_instances);
 }

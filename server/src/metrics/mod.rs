@@ -1,11 +1,13 @@
 //! Prometheus metrics, named as etcd names them wherever the meaning is the
 //! same (so etcd dashboards and alert rules work unchanged), plus rollcall's
 //! own. Components hold an `Arc<Metrics>` and update the fields they own;
-//! values that are cheaper to read than to track (database size, registry
-//! instances) are sampled when `/metrics` is scraped (see `http.rs`).
+//! values that are cheaper to read than to track (database size, alarms) are
+//! sampled when `/metrics` is scraped (see `http.rs`); registry instances are
+//! counted from the committed changes (see `registry.rs`).
 
 pub mod grpc;
 pub mod http;
+pub mod registry;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -58,6 +60,8 @@ pub struct Metrics {
     pub grpc_handled: Family<GrpcCodeLabels, Counter>,
     pub grpc_handling_seconds: Family<GrpcMethodLabels, Histogram>,
     pub registry_instances: Family<InstanceLabels, Gauge>,
+    /// Feeds `registry_instances` from the watch hub's committed batches.
+    pub instances: registry::RegistryInstances,
     pub quota_backend_bytes: Gauge,
     pub alarm_active: Family<AlarmLabels, Gauge>,
 }
@@ -103,6 +107,7 @@ impl Metrics {
             grpc_handled: Family::default(),
             grpc_handling_seconds: Family::new_with_constructor(latency_histogram),
             registry_instances: Family::default(),
+            instances: registry::RegistryInstances::default(),
             quota_backend_bytes: Gauge::default(),
             alarm_active: Family::default(),
         };

@@ -228,6 +228,7 @@ impl WatchHub {
     /// Fans out one committed batch: `(revision, events)` in revision order.
     /// Called by the applier after the commit, before it answers the writers.
     pub fn publish(self: &Arc<Self>, batch: &[(i64, Vec<Event>)], last_rev: i64) {
+        self.metrics.instances.observe(batch);
         let mut state = self.state();
         let mut per_watcher: HashMap<WatcherKey, Vec<(i64, &Event)>> = HashMap::new();
         for (rev, events) in batch {

@@ -24,6 +24,7 @@
 
 mod dashboard;
 mod health;
+mod logs;
 mod metrics;
 mod promql;
 mod rules;

@@ -29,6 +29,7 @@
 mod discovery;
 mod probes;
 mod register;
+mod reput;
 mod restart;
 mod support;
 mod targets;
