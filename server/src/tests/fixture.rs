@@ -691,31 +691,35 @@ impl Drop for ClockHold {
     }
 }
 
-/// A `serve` configuration for an in-process server in `data_dir`.
+/// A `serve` configuration for an in-process server in `data_dir`: the
+/// defaults of `rollcall serve` (parsed as the binary would, so a new flag
+/// needs no change here) with no listeners of its own, a small page cache,
+/// a one-second minimum lease TTL and a small watcher limit.
 pub(crate) fn serve_config(data_dir: &std::path::Path) -> ServeConfig {
-    ServeConfig {
-        data_dir: data_dir.to_path_buf(),
-        listen_client_urls: Vec::new(),
-        quota_backend_bytes: 0,
-        auto_compaction_mode: crate::compactor::Mode::Periodic,
-        auto_compaction_retention: "0".into(),
-        auto_compaction_interval_ms: 300_000,
-        cert_file: None,
-        key_file: None,
-        trusted_ca_file: None,
-        client_cert_auth: false,
-        backend_cache_bytes: 1 << 20,
-        listen_metrics_urls: Vec::new(),
-        name: "inprocess".into(),
-        max_request_bytes: crate::config::DEFAULT_MAX_REQUEST_BYTES,
-        max_txn_ops: 128,
-        min_lease_ttl: 1,
-        lease_check_interval_ms: 100,
-        lease_revoke_batch: 1000,
-        watch_progress_notify_interval_ms: 600_000,
-        watch_stream_buffer: 1024,
-        max_watchers: 1000,
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeConfig,
     }
+    let dir = data_dir.to_str().expect("temp dir paths are UTF-8");
+    <Cli as clap::Parser>::parse_from([
+        "rollcall",
+        "--data-dir",
+        dir,
+        "--listen-client-urls",
+        "",
+        "--listen-metrics-urls",
+        "",
+        "--name",
+        "inprocess",
+        "--backend-cache-bytes",
+        "1048576",
+        "--min-lease-ttl",
+        "1",
+        "--max-watchers",
+        "1000",
+    ])
+    .serve
 }
 
 // ---------------------------------------------------------------------------
