@@ -157,7 +157,7 @@ pub fn record(answer: String) {
 }
 
 /// Prints what this test's thread saw (`--nocapture` shows it) and returns
-/// how many successes and how many errors.
+/// how many successes and how many other answers (errors, refusals).
 pub fn report(test: &str) -> (usize, usize) {
     TALLY.with(|t| {
         let tally = t.borrow();
@@ -165,6 +165,11 @@ pub fn report(test: &str) -> (usize, usize) {
         let ok = tally.get("ok").copied().unwrap_or(0);
         (ok, tally.values().sum::<usize>() - ok)
     })
+}
+
+/// How many times this test's thread saw `answer`.
+pub fn seen(answer: &str) -> usize {
+    TALLY.with(|t| t.borrow().get(answer).copied().unwrap_or(0))
 }
 
 /// Fails the case on an unacceptable error.

@@ -14,12 +14,14 @@
 //! - [`requests`]: the request strategies.
 //! - [`harness`]: the server, answer checks, the state compared on restart.
 //! - [`raw`]: a codec for arbitrary message bodies.
+//! - [`watch_check`]: what a watch stream's answers must satisfy.
 
 #![allow(clippy::unwrap_used)]
 
 mod harness;
 mod raw;
 mod requests;
+mod watch_check;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -33,8 +35,9 @@ use prost::Message;
 use rollcall_proto::etcdserverpb::{
     CompactionRequest, DeleteRangeRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
     LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
-    PutRequest, RangeRequest, ResponseHeader, TxnRequest, WatchCancelRequest, WatchCreateRequest,
-    WatchProgressRequest, WatchRequest, WatchResponse, watch_request,
+    PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest, WatchCancelRequest,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse, request_op,
+    watch_request,
 };
 use tokio::runtime::Runtime;
 
@@ -334,14 +337,24 @@ fn watch_ops() -> BoxedStrategy<Vec<WatchOp>> {
 /// request of the stream has had its own.
 const SENTINEL_WATCH: i64 = 7_777_777;
 
-fn sentinel_create() -> Bytes {
+fn sentinel_create() -> (WatchCreateRequest, Bytes) {
+    let create = WatchCreateRequest {
+        key: Bytes::from_static(b"sentinel"),
+        watch_id: SENTINEL_WATCH,
+        ..Default::default()
+    };
+    let message = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(create.clone())),
+    }
+    .encode_to_vec()
+    .into();
+    (create, message)
+}
+
+fn progress_request() -> Bytes {
     WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: Bytes::from_static(b"sentinel"),
-                watch_id: SENTINEL_WATCH,
-                ..Default::default()
-            },
+        request_union: Some(watch_request::RequestUnion::ProgressRequest(
+            WatchProgressRequest {},
         )),
     }
     .encode_to_vec()
@@ -353,12 +366,33 @@ fn is_sentinel(message: &Bytes) -> bool {
         .is_ok_and(|r| r.watch_id == SENTINEL_WATCH && r.created && !r.canceled)
 }
 
-async fn watch_stream(server: &Server, ops: Vec<WatchOp>) -> Result<(), String> {
+async fn watch_stream(server: &Server, ops: Vec<WatchOp>, case: usize) -> Result<(), String> {
+    // Done when a progress answer says every watcher of the stream has been
+    // given everything up to the head as of now (the write of the case may
+    // add a revision meanwhile).
+    let head = within(server.kv().range(RangeRequest {
+        key: Bytes::from_static(b"k0"),
+        ..Default::default()
+    }))
+    .await
+    .map_err(|e| e.to_string())?
+    .into_inner()
+    .header
+    .map_or(0, |h| h.revision);
+    let mut creates = Vec::new();
     let mut messages: Vec<Bytes> = ops
         .into_iter()
         .map(|op| {
             let request_union = match op {
-                WatchOp::Create(c) => Some(watch_request::RequestUnion::CreateRequest(c)),
+                WatchOp::Create(mut c) => {
+                    // Small start revisions count back from the head, so
+                    // they stay within the history the compactions keep.
+                    if (1..=40).contains(&c.start_revision) && head > 45 {
+                        c.start_revision += head - 45;
+                    }
+                    creates.push(c.clone());
+                    Some(watch_request::RequestUnion::CreateRequest(c))
+                }
                 WatchOp::Cancel(watch_id) => Some(watch_request::RequestUnion::CancelRequest(
                     WatchCancelRequest { watch_id },
                 )),
@@ -370,35 +404,140 @@ async fn watch_stream(server: &Server, ops: Vec<WatchOp>) -> Result<(), String> 
             WatchRequest { request_union }.encode_to_vec().into()
         })
         .collect();
-    messages.push(sentinel_create());
-    streamed(server, "/etcdserverpb.Watch/Watch", messages, is_sentinel).await
+    let (sentinel, message) = sentinel_create();
+    creates.push(sentinel);
+    messages.push(message);
+    messages.push(progress_request());
+    let mut asked = 1;
+    let mut sentinel_seen = false;
+    let on_answer = move |answer: &Bytes| {
+        sentinel_seen |= is_sentinel(answer);
+        let Ok(r) = WatchResponse::decode(answer.clone()) else {
+            return raw::Next::Wait;
+        };
+        let progress = r.watch_id == -1 && !r.created && !r.canceled && r.events.is_empty();
+        // The fuzzed requests' own progress answers come before the sentinel.
+        if !progress || !sentinel_seen {
+            return raw::Next::Wait;
+        }
+        if r.header.is_some_and(|h| h.revision >= head) {
+            return raw::Next::Done;
+        }
+        asked += 1;
+        if asked > 10_000 {
+            // Surfaces as "the stream ended" rather than a hang.
+            return raw::Next::Wait;
+        }
+        raw::Next::Send(progress_request())
+    };
+    let stream = streamed(server, "/etcdserverpb.Watch/Watch", messages, on_answer);
+    let (answers, written) = tokio::join!(stream, write(server, case));
+    written?;
+    let answers = answers?;
+    for answer in &answers {
+        let Ok(r) = WatchResponse::decode(answer.clone()) else {
+            continue;
+        };
+        if r.canceled {
+            harness::record(format!("watch canceled: {}", r.cancel_reason));
+        }
+        if !r.events.is_empty() {
+            harness::record("watch events".into());
+        }
+        if r.fragment {
+            harness::record("watch fragments".into());
+        }
+    }
+    watch_check::check(&creates, &answers)
 }
 
-/// Sends `messages` on a stream and requires `done` to be answered (or an
-/// acceptable error), every answer decodable as `T`.
+/// One write while a watch stream is open, so its watchers get live events
+/// too: puts and deletes of the seeded keys, every tenth case three ~480 KB
+/// values in one revision (with `prev_kv`, over the 2 MiB a response may
+/// have, so fragmenting watchers split it), every fiftieth a compaction.
+async fn write(server: &Server, case: usize) -> Result<(), String> {
+    let mut kv = server.kv();
+    let key = Bytes::from(format!("k{}", case % 6));
+    let answer = match case % 10 {
+        // Keeps the history (and so a catch-up from an old revision) small
+        // however many cases run; old start revisions then meet compaction.
+        _ if case % 50 == 49 => {
+            let head = within(kv.range(RangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .header
+            .map_or(0, |h| h.revision);
+            within(kv.compact(CompactionRequest {
+                revision: head - 5,
+                physical: false,
+            }))
+            .await
+            .map(drop)
+        }
+        9 => {
+            let big = |k: &'static str| RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest {
+                    key: Bytes::from_static(k.as_bytes()),
+                    value: Bytes::from(vec![b'w'; 480 * 1024]),
+                    ..Default::default()
+                })),
+            };
+            let txn = TxnRequest {
+                success: vec![big("k3"), big("k4"), big("k5")],
+                ..Default::default()
+            };
+            within(kv.txn(txn)).await.map(drop)
+        }
+        n if n % 3 == 2 => within(kv.delete_range(DeleteRangeRequest {
+            key,
+            ..Default::default()
+        }))
+        .await
+        .map(drop),
+        _ => within(kv.put(PutRequest {
+            key,
+            value: Bytes::from(format!("w{case}")),
+            ..Default::default()
+        }))
+        .await
+        .map(drop),
+    };
+    answer.map_err(|e| format!("a plain write failed: {e:?}"))
+}
+
+/// Sends `messages` on a stream and requires it to get to
+/// [`raw::Next::Done`] (or fail acceptably, then no answers are returned).
 async fn streamed(
     server: &Server,
     path: &'static str,
     messages: Vec<Bytes>,
-    done: fn(&Bytes) -> bool,
-) -> Result<(), String> {
-    let answer = within(raw::streaming(&server.channel, path, messages, done)).await;
+    on_answer: impl FnMut(&Bytes) -> raw::Next,
+) -> Result<Vec<Bytes>, String> {
+    let answer = within(raw::streaming(&server.channel, path, messages, on_answer)).await;
     harness::record(match &answer {
         Ok(_) => "ok".into(),
         Err(status) => status.message().chars().take(70).collect(),
     });
-    for response in answer.iter().flatten() {
-        if let Ok(r) = WatchResponse::decode(response.clone())
-            && r.canceled
-        {
-            harness::record(format!("watch canceled: {}", r.cancel_reason));
-        }
-    }
     match answer {
-        Ok(answers) if answers.last().is_some_and(done) => Ok(()),
-        Ok(answers) => Err(format!("the stream ended after {} answers", answers.len())),
-        Err(status) if acceptable(&status) => Ok(()),
+        Ok((answers, true)) => Ok(answers),
+        Ok((answers, false)) => Err(format!("the stream ended after {} answers", answers.len())),
+        Err(status) if acceptable(&status) => Ok(Vec::new()),
         Err(status) => Err(format!("unexpected error: {status:?}")),
+    }
+}
+
+/// Done once `done` is answered.
+fn until(done: fn(&Bytes) -> bool) -> impl FnMut(&Bytes) -> raw::Next {
+    move |answer| {
+        if done(answer) {
+            raw::Next::Done
+        } else {
+            raw::Next::Wait
+        }
     }
 }
 
@@ -412,11 +551,14 @@ fn watch_requests() {
     let dir = tempfile::tempdir().unwrap();
     let server = rt.block_on(Server::start(dir.path()));
     rt.block_on(seed(&server));
+    let case = std::sync::atomic::AtomicUsize::new(0);
     fuzz(&rt, cases(100), watch_ops(), |ops| {
-        watch_stream(&server, ops)
+        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        watch_stream(&server, ops, n)
     });
     let (ok, errors) = harness::report("watch_requests");
     assert!(ok > 0 && errors > 0, "{ok} successes, {errors} errors");
+    assert!(harness::seen("watch events") > 0);
     rt.block_on(still_answers(&server));
     rt.block_on(harness::assert_survives_restart(server, dir.path()));
     assert_eq!(exclusive.panics(), 0);
@@ -468,13 +610,11 @@ async fn raw_call(server: &Server, method: usize, body: Bytes) -> Result<(), Str
         return harness::check_error(&answer);
     }
     if method == raw::UNARY.len() {
-        streamed(
-            server,
-            "/etcdserverpb.Watch/Watch",
-            vec![body, sentinel_create()],
-            is_sentinel,
-        )
-        .await
+        let (_, sentinel) = sentinel_create();
+        let path = "/etcdserverpb.Watch/Watch";
+        streamed(server, path, vec![body, sentinel], until(is_sentinel))
+            .await
+            .map(drop)
     } else {
         let sentinel = LeaseKeepAliveRequest { id: SENTINEL_LEASE }
             .encode_to_vec()
@@ -483,9 +623,10 @@ async fn raw_call(server: &Server, method: usize, body: Bytes) -> Result<(), Str
             server,
             "/etcdserverpb.Lease/LeaseKeepAlive",
             vec![body, sentinel],
-            is_sentinel_keepalive,
+            until(is_sentinel_keepalive),
         )
         .await
+        .map(drop)
     }
 }
 

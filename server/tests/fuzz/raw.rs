@@ -74,21 +74,30 @@ pub async fn unary(channel: &Channel, path: &'static str, body: Bytes) -> Result
     .map(tonic::Response::into_inner)
 }
 
-/// Sends `messages` on a streaming method and returns its responses
-/// until `done` says the last expected one came, or the stream's error.
+/// What to do after an answer on a stream.
+pub enum Next {
+    Wait,
+    Send(Bytes),
+    Done,
+}
+
+/// Sends `messages` on a streaming method and collects its answers until
+/// `on_answer` says done (true), the stream ends (false) or fails.
 pub async fn streaming(
     channel: &Channel,
     path: &'static str,
     messages: Vec<Bytes>,
-    done: impl Fn(&Bytes) -> bool,
-) -> Result<Vec<Bytes>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    mut on_answer: impl FnMut(&Bytes) -> Next,
+) -> Result<(Vec<Bytes>, bool), Status> {
+    // As etcd's own client: a catch-up of a large history may come in one
+    // message larger than tonic's default 4 MiB.
+    let mut grpc = tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(usize::MAX);
     grpc.ready()
         .await
         .map_err(|e| Status::unavailable(e.to_string()))?;
     // The request side stays open until the answers are read, as a client
     // keeping its stream would.
-    let (tx, rx) = tokio::sync::mpsc::channel(messages.len().max(1));
+    let (tx, rx) = tokio::sync::mpsc::channel(messages.len() + 1);
     for message in messages {
         let _ = tx.try_send(message);
     }
@@ -103,12 +112,15 @@ pub async fn streaming(
         .into_inner();
     let mut answers = Vec::new();
     while let Some(message) = inbound.message().await? {
-        let finished = done(&message);
+        let next = on_answer(&message);
         answers.push(message);
-        if finished {
-            break;
+        match next {
+            Next::Wait => {}
+            Next::Send(bytes) => {
+                let _ = tx.send(bytes).await;
+            }
+            Next::Done => return Ok((answers, true)),
         }
     }
-    drop(tx);
-    Ok(answers)
+    Ok((answers, false))
 }
