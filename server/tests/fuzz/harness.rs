@@ -77,6 +77,7 @@ struct Cli {
 
 pub struct Server {
     pub channel: Channel,
+    pub addr: std::net::SocketAddr,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), rollcall_server::server::ServeError>>,
 }
@@ -109,6 +110,7 @@ impl Server {
             .unwrap();
         Server {
             channel,
+            addr,
             stop,
             task,
         }

@@ -1,6 +1,6 @@
 //! Request-validation fuzzing of an in-process server: random (edge-biased)
-//! requests through every KV, Lease and Watch method, and random bytes as
-//! the message body of each. Every answer must be a success or an etcd
+//! requests through every KV, Lease and Watch method, random bytes as the
+//! message body of each, and random HTTP/2 connections. Every answer must be a success or an etcd
 //! error (`etcdserver: …`) or gRPC's own refusal of an undecodable or
 //! oversized message; nothing may panic (a process-wide panic hook counts)
 //! or hang (every call is under a timeout); revisions never go back; and the
@@ -12,12 +12,14 @@
 //!
 //! Modules:
 //! - [`requests`]: the request strategies.
+//! - [`connections`]: random HTTP/2 connections over TCP.
 //! - [`harness`]: the server, answer checks, the state compared on restart.
 //! - [`raw`]: a codec for arbitrary message bodies.
 //! - [`watch_check`]: what a watch stream's answers must satisfy.
 
 #![allow(clippy::unwrap_used)]
 
+mod connections;
 mod harness;
 mod raw;
 mod requests;
@@ -653,6 +655,26 @@ fn raw_message_bodies() {
     assert!(acceptable(&status), "{status:?}");
     let (ok, errors) = harness::report("raw_message_bodies");
     assert!(ok > 0 && errors > 0, "{ok} successes, {errors} errors");
+    rt.block_on(still_answers(&server));
+    rt.block_on(harness::assert_survives_restart(server, dir.path()));
+    assert_eq!(exclusive.panics(), 0);
+}
+
+/// Random HTTP/2 connections over TCP, through the authority shim to the
+/// h2 server: 200 cases.
+#[test]
+fn raw_connections() {
+    let exclusive = harness::exclusive();
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let server = rt.block_on(Server::start(dir.path()));
+    rt.block_on(seed(&server));
+    let addr = server.addr;
+    fuzz(&rt, cases(200), connections::connection(), |bytes| {
+        connections::exchange(addr, bytes)
+    });
+    assert!(harness::seen("answered") > 0);
+    harness::report("raw_connections");
     rt.block_on(still_answers(&server));
     rt.block_on(harness::assert_survives_restart(server, dir.path()));
     assert_eq!(exclusive.panics(), 0);
