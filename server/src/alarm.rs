@@ -10,20 +10,20 @@ use std::collections::BTreeSet;
 use rollcall_proto::etcdserverpb::{AlarmMember, AlarmType};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct AlarmSet {
+pub(crate) struct AlarmSet {
     /// `(member id, alarm type)`.
     active: BTreeSet<(u64, i32)>,
 }
 
 impl AlarmSet {
-    pub fn from_rows(rows: impl IntoIterator<Item = (u64, i32)>) -> Self {
+    pub(crate) fn from_rows(rows: impl IntoIterator<Item = (u64, i32)>) -> Self {
         Self {
             active: rows.into_iter().collect(),
         }
     }
 
     /// Active alarms of `kind`, or all of them for `AlarmType::None`.
-    pub fn get(&self, kind: i32) -> Vec<AlarmMember> {
+    pub(crate) fn get(&self, kind: i32) -> Vec<AlarmMember> {
         self.active
             .iter()
             .filter(|(_, alarm)| kind == AlarmType::None as i32 || *alarm == kind)
@@ -32,28 +32,29 @@ impl AlarmSet {
     }
 
     /// Raises an alarm; true if it was not active yet.
-    pub fn activate(&mut self, member_id: u64, kind: i32) -> bool {
+    pub(crate) fn activate(&mut self, member_id: u64, kind: i32) -> bool {
         self.active.insert((member_id, kind))
     }
 
     /// Disarms an alarm; true if it was active.
-    pub fn deactivate(&mut self, member_id: u64, kind: i32) -> bool {
+    pub(crate) fn deactivate(&mut self, member_id: u64, kind: i32) -> bool {
         self.active.remove(&(member_id, kind))
     }
 
     /// Whether any member has raised NOSPACE.
-    pub fn no_space(&self) -> bool {
+    pub(crate) fn no_space(&self) -> bool {
         self.active
             .iter()
             .any(|(_, alarm)| *alarm == AlarmType::Nospace as i32)
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.active.is_empty()
     }
 
     /// etcd's text form of each alarm, for Status.errors and /health.
-    pub fn describe(&self) -> Vec<String> {
+    pub(crate) fn describe(&self) -> Vec<String> {
         self.active
             .iter()
             .map(|&(member, alarm)| {

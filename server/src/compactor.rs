@@ -28,7 +28,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub(crate) enum Policy {
     Off,
     Periodic(Duration),
     Revision(i64),
@@ -39,7 +39,7 @@ pub enum Policy {
 pub struct RetentionError(String);
 
 impl Policy {
-    pub fn parse(mode: Mode, retention: &str) -> Result<Self, RetentionError> {
+    pub(crate) fn parse(mode: Mode, retention: &str) -> Result<Self, RetentionError> {
         let bad = || RetentionError(retention.to_string());
         let text = retention.trim();
         if text.is_empty() || text == "0" {
@@ -102,7 +102,7 @@ fn periodic_target(
 }
 
 /// Runs the policy until `stop` turns true.
-pub async fn run(
+pub(crate) async fn run(
     policy: Policy,
     revision_interval: Duration,
     store: Store,

@@ -14,24 +14,29 @@
 //! * [`server::run`] wires it together for a set of listeners and a shutdown
 //!   signal, so tests can bind port 0.
 
-pub mod alarm;
-pub mod api;
-pub mod applier;
-pub mod apply;
-pub mod compactor;
+// Only `config`, `error`, `server` and `storage::snapshot` are API (the
+// binary and in-process tests use them); everything else is the crate's own,
+// so rustc reports what nothing uses.
+#![warn(unreachable_pub)]
+
+pub(crate) mod alarm;
+pub(crate) mod api;
+pub(crate) mod applier;
+pub(crate) mod apply;
+pub(crate) mod compactor;
 pub mod config;
 pub mod error;
-pub mod lease;
-pub mod metrics;
-pub mod mvcc;
-pub mod net;
-pub mod proposer;
-pub mod quota;
+pub(crate) mod lease;
+pub(crate) mod metrics;
+pub(crate) mod mvcc;
+pub(crate) mod net;
+pub(crate) mod proposer;
+pub(crate) mod quota;
 pub mod server;
-pub mod state;
+pub(crate) mod state;
 pub mod storage;
-pub mod txn;
-pub mod watch;
+pub(crate) mod txn;
+pub(crate) mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -24,7 +24,7 @@ use crate::watch::WatchHub;
 
 /// Hands commands to the applier and waits for their durable result.
 #[derive(Clone)]
-pub struct Proposer {
+pub(crate) struct Proposer {
     tx: mpsc::Sender<Work>,
 }
 
@@ -33,7 +33,7 @@ impl Proposer {
     /// (both from `State::open`). The thread ends when every
     /// `Proposer` clone is dropped, or on a storage error it cannot recover
     /// from; its handle then yields that error.
-    pub fn start(
+    pub(crate) fn start(
         store: Store,
         state: State,
         lessor: Arc<Lessor>,
@@ -57,11 +57,11 @@ impl Proposer {
     }
 
     /// True once the applier has stopped: no write can commit any more.
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.tx.is_closed()
     }
 
-    pub async fn propose(&self, command: Command) -> Result<Applied, Error> {
+    pub(crate) async fn propose(&self, command: Command) -> Result<Applied, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Work::Apply(Proposal { command, reply }))
@@ -71,7 +71,7 @@ impl Proposer {
     }
 
     /// Defragments the database; returns how long writes (and reads) waited.
-    pub async fn defragment(&self) -> Result<Duration, Error> {
+    pub(crate) async fn defragment(&self) -> Result<Duration, Error> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Work::Defragment(reply))

@@ -10,18 +10,18 @@
 use rollcall_proto::etcdserverpb::{PutRequest, TxnRequest, request_op};
 
 /// etcd's default quota.
-pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+pub(crate) const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// Index and page overhead etcd charges per key written.
 const KV_OVERHEAD: u64 = 256;
 /// What etcd charges a lease grant.
-pub const LEASE_GRANT_COST: u64 = 64;
+pub(crate) const LEASE_GRANT_COST: u64 = 64;
 
-pub fn put_cost(req: &PutRequest) -> u64 {
+pub(crate) fn put_cost(req: &PutRequest) -> u64 {
     KV_OVERHEAD + req.key.len() as u64 + req.value.len() as u64
 }
 
 /// The bytes a txn may add: its costlier branch, nested txns included.
-pub fn txn_cost(req: &TxnRequest) -> u64 {
+pub(crate) fn txn_cost(req: &TxnRequest) -> u64 {
     let branch = |ops: &[rollcall_proto::etcdserverpb::RequestOp]| -> u64 {
         ops.iter()
             .map(|op| match &op.request {
@@ -35,7 +35,7 @@ pub fn txn_cost(req: &TxnRequest) -> u64 {
 }
 
 /// Whether adding `cost` bytes to a database of `db_size` stays within `quota`.
-pub fn fits(db_size: u64, cost: u64, quota: u64) -> bool {
+pub(crate) fn fits(db_size: u64, cost: u64, quota: u64) -> bool {
     db_size.saturating_add(cost) <= quota
 }
 

@@ -24,7 +24,7 @@ use crate::storage::{self, ALARMS, HISTORY, LEASES, MetaKey};
 
 /// Everything `apply` reads and changes besides the redb tables themselves.
 #[derive(Debug, Default, Clone)]
-pub struct State {
+pub(crate) struct State {
     pub index: TreeIndex,
     /// Granted leases and the keys attached to each.
     pub leases: LeaseTable,
@@ -41,7 +41,10 @@ impl State {
     /// it, finishes a compaction a crash may have interrupted, and returns
     /// the store (with the state published for readers) and the applier's
     /// working copy.
-    pub fn open(data_dir: &std::path::Path, cache_bytes: usize) -> Result<(Store, Self), Error> {
+    pub(crate) fn open(
+        data_dir: &std::path::Path,
+        cache_bytes: usize,
+    ) -> Result<(Store, Self), Error> {
         let db = storage::open(data_dir, cache_bytes)?;
         let mut state = Self::load(&db)?;
         if state.compact_rev >= 0 {
@@ -67,7 +70,7 @@ impl State {
     /// history in revision order, the leases with their live keys, the alarms.
     /// A compaction a crash interrupted is finished in the index only; the
     /// caller deletes the history it no longer needs.
-    pub fn load(db: &Database) -> Result<Self, Error> {
+    pub(crate) fn load(db: &Database) -> Result<Self, Error> {
         let rev = storage::read_meta(db, MetaKey::CurrentRevision)?.unwrap_or(1);
         let compact_rev = storage::read_meta(db, MetaKey::CompactRevisionPlusOne)?
             .map_or(-1, |v| i64::try_from(v).unwrap_or(i64::MAX) - 1);

@@ -15,7 +15,7 @@ use crate::mvcc::{KeyRange, View};
 /// Decides which branch each txn takes and runs etcd's checks on the chosen
 /// operations: `check_op` first over every operation (etcd's put checks), then
 /// the revision check of ranges. Nothing is changed.
-pub fn plan<H: History>(
+pub(crate) fn plan<H: History>(
     view: &View<'_, H>,
     req: &TxnRequest,
     check_op: &OpCheck<'_, H>,
@@ -28,7 +28,7 @@ pub fn plan<H: History>(
 
 /// Runs the chosen branches along `path`; `run` performs each non-txn
 /// operation. Nested txn responses carry an empty header, as in etcd.
-pub fn execute(
+pub(crate) fn execute(
     req: &TxnRequest,
     path: &mut impl Iterator<Item = bool>,
     run: &mut impl FnMut(&request_op::Request) -> Result<response_op::Response, Error>,
@@ -104,7 +104,8 @@ fn branch(req: &TxnRequest, succeeded: bool) -> &[RequestOp] {
     }
 }
 
-pub type OpCheck<'c, H> = dyn Fn(&View<'_, H>, &request_op::Request) -> Result<(), Error> + 'c;
+pub(crate) type OpCheck<'c, H> =
+    dyn Fn(&View<'_, H>, &request_op::Request) -> Result<(), Error> + 'c;
 
 fn check_branches<H: History>(
     view: &View<'_, H>,
@@ -126,7 +127,7 @@ fn check_branches<H: History>(
 }
 
 /// True when no operation of the txn, in any branch at any depth, writes.
-pub fn is_read_only(req: &TxnRequest) -> bool {
+pub(crate) fn is_read_only(req: &TxnRequest) -> bool {
     req.success
         .iter()
         .chain(&req.failure)

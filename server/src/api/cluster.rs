@@ -7,14 +7,14 @@ use tonic::{Request, Response, Status};
 
 use super::header::HeaderFiller;
 
-pub struct ClusterService {
+pub(crate) struct ClusterService {
     header: HeaderFiller,
     name: String,
     client_urls: Vec<String>,
 }
 
 impl ClusterService {
-    pub fn new(header: HeaderFiller, name: String, client_urls: Vec<String>) -> Self {
+    pub(crate) fn new(header: HeaderFiller, name: String, client_urls: Vec<String>) -> Self {
         Self {
             header,
             name,

@@ -7,28 +7,28 @@ use rollcall_proto::etcdserverpb::ResponseHeader;
 use crate::mvcc::Store;
 
 /// The raft term a single member reports; it never holds an election.
-pub const RAFT_TERM: u64 = 1;
+pub(crate) const RAFT_TERM: u64 = 1;
 
 #[derive(Clone)]
-pub struct HeaderFiller {
+pub(crate) struct HeaderFiller {
     store: Store,
 }
 
 impl HeaderFiller {
-    pub fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Store) -> Self {
         Self { store }
     }
 
-    pub fn cluster_id(&self) -> u64 {
+    pub(crate) fn cluster_id(&self) -> u64 {
         self.store.identity.cluster_id
     }
 
-    pub fn member_id(&self) -> u64 {
+    pub(crate) fn member_id(&self) -> u64 {
         self.store.identity.member_id
     }
 
     /// Completes `header`, creating it when absent.
-    pub fn fill(&self, header: &mut Option<ResponseHeader>) {
+    pub(crate) fn fill(&self, header: &mut Option<ResponseHeader>) {
         let h = header.get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.cluster_id();
         h.member_id = self.member_id();
@@ -39,7 +39,7 @@ impl HeaderFiller {
     }
 
     /// A fresh header at the current revision.
-    pub fn header(&self) -> Option<ResponseHeader> {
+    pub(crate) fn header(&self) -> Option<ResponseHeader> {
         let mut header = None;
         self.fill(&mut header);
         header

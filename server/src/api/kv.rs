@@ -18,7 +18,7 @@ use crate::mvcc::Store;
 use crate::proposer::Proposer;
 use crate::quota;
 
-pub struct KvService {
+pub(crate) struct KvService {
     store: Store,
     proposer: Proposer,
     quota: QuotaGuard,
@@ -28,7 +28,7 @@ pub struct KvService {
 }
 
 impl KvService {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         proposer: Proposer,
         quota: QuotaGuard,

@@ -29,7 +29,7 @@ use crate::quota::LEASE_GRANT_COST;
 /// Keep-alive responses buffered per stream before the reader is slowed down.
 const KEEPALIVE_BUFFER: usize = 256;
 
-pub struct LeaseService {
+pub(crate) struct LeaseService {
     /// Turns true when the server stops: open keep-alive streams then end.
     stop: tokio::sync::watch::Receiver<bool>,
     metrics: Arc<Metrics>,
@@ -43,7 +43,7 @@ pub struct LeaseService {
 }
 
 impl LeaseService {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         proposer: Proposer,
         lessor: Arc<Lessor>,

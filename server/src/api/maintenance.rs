@@ -26,16 +26,16 @@ use crate::storage::snapshot;
 /// The etcd API version rollcall is compatible with, reported in `version`:
 /// clients (Kubernetes among them) gate features on it. rollcall's own version
 /// is `rollcall --version`.
-pub const ETCD_COMPATIBLE_VERSION: &str = "3.4.23";
+pub(crate) const ETCD_COMPATIBLE_VERSION: &str = "3.4.23";
 
-pub struct MaintenanceService {
+pub(crate) struct MaintenanceService {
     store: Store,
     proposer: Proposer,
     header: HeaderFiller,
 }
 
 impl MaintenanceService {
-    pub fn new(store: Store, proposer: Proposer) -> Self {
+    pub(crate) fn new(store: Store, proposer: Proposer) -> Self {
         let header = HeaderFiller::new(store.clone());
         Self {
             store,

@@ -1,14 +1,14 @@
 //! The gRPC services (tonic types stop here): each handler validates, reads
 //! a snapshot or proposes a command, and fills the response header.
 
-pub mod cluster;
-pub mod header;
-pub mod kv;
-pub mod lease;
-pub mod maintenance;
-pub mod oversize;
-pub mod quota_guard;
-pub mod shutdown;
-pub mod status;
-pub mod validate;
-pub mod watch;
+pub(crate) mod cluster;
+pub(crate) mod header;
+pub(crate) mod kv;
+pub(crate) mod lease;
+pub(crate) mod maintenance;
+pub(crate) mod oversize;
+pub(crate) mod quota_guard;
+pub(crate) mod shutdown;
+pub(crate) mod status;
+pub(crate) mod validate;
+pub(crate) mod watch;

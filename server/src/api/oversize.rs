@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 const TONIC_PREFIX: &str = "Error, decoded message length too large: found ";
 
 #[derive(Clone, Copy, Default)]
-pub struct OversizeStatusLayer;
+pub(crate) struct OversizeStatusLayer;
 
 impl<S> Layer<S> for OversizeStatusLayer {
     type Service = OversizeStatus<S>;
@@ -24,7 +24,7 @@ impl<S> Layer<S> for OversizeStatusLayer {
 }
 
 #[derive(Clone)]
-pub struct OversizeStatus<S> {
+pub(crate) struct OversizeStatus<S> {
     inner: S,
 }
 

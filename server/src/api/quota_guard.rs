@@ -14,14 +14,14 @@ use crate::quota::{DEFAULT_QUOTA_BYTES, fits};
 
 /// Admits or refuses writes against the quota before they are proposed.
 #[derive(Clone)]
-pub struct QuotaGuard {
+pub(crate) struct QuotaGuard {
     store: Store,
     proposer: Proposer,
     quota_bytes: u64,
 }
 
 impl QuotaGuard {
-    pub fn new(store: Store, proposer: Proposer, quota_bytes: u64) -> Self {
+    pub(crate) fn new(store: Store, proposer: Proposer, quota_bytes: u64) -> Self {
         let quota_bytes = if quota_bytes == 0 {
             DEFAULT_QUOTA_BYTES
         } else {
@@ -34,13 +34,13 @@ impl QuotaGuard {
         }
     }
 
-    pub fn quota_bytes(&self) -> u64 {
+    pub(crate) fn quota_bytes(&self) -> u64 {
         self.quota_bytes
     }
 
     /// Ok when a write adding `cost` bytes may go ahead; otherwise raises
     /// NOSPACE (as etcd does) and refuses with "database space exceeded".
-    pub async fn admit(&self, cost: u64) -> Result<(), Error> {
+    pub(crate) async fn admit(&self, cost: u64) -> Result<(), Error> {
         if cost == 0 {
             return Ok(());
         }

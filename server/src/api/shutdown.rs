@@ -10,13 +10,13 @@ use tokio::sync::watch;
 use tokio_stream::Stream;
 
 /// A stream that ends (cleanly, with an OK status) once `stop` turns true.
-pub struct UntilStopped<S> {
+pub(crate) struct UntilStopped<S> {
     inner: S,
     stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl<S> UntilStopped<S> {
-    pub fn new(inner: S, mut stop: watch::Receiver<bool>) -> Self {
+    pub(crate) fn new(inner: S, mut stop: watch::Receiver<bool>) -> Self {
         let stopped = Box::pin(async move {
             // A dropped sender means the server is gone: stop as well.
             let _ = stop.wait_for(|stopped| *stopped).await;

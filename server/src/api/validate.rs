@@ -8,14 +8,14 @@ use rollcall_proto::etcdserverpb::{
 
 use crate::error::{Error, Refusal};
 
-pub fn check_range(r: &RangeRequest) -> Result<(), Error> {
+pub(crate) fn check_range(r: &RangeRequest) -> Result<(), Error> {
     if r.key.is_empty() {
         return Err(Error::Refused(Refusal::EmptyKey));
     }
     Ok(())
 }
 
-pub fn check_put(r: &PutRequest) -> Result<(), Error> {
+pub(crate) fn check_put(r: &PutRequest) -> Result<(), Error> {
     if r.key.is_empty() {
         return Err(Error::Refused(Refusal::EmptyKey));
     }
@@ -28,7 +28,7 @@ pub fn check_put(r: &PutRequest) -> Result<(), Error> {
     Ok(())
 }
 
-pub fn check_delete(r: &DeleteRangeRequest) -> Result<(), Error> {
+pub(crate) fn check_delete(r: &DeleteRangeRequest) -> Result<(), Error> {
     if r.key.is_empty() {
         return Err(Error::Refused(Refusal::EmptyKey));
     }
@@ -37,7 +37,7 @@ pub fn check_delete(r: &DeleteRangeRequest) -> Result<(), Error> {
 
 /// Op counts (each of compare, success and failure at most `max_ops`, nested
 /// txns within what their parent leaves), keys, then overlapping writes.
-pub fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<(), Error> {
+pub(crate) fn check_txn(r: &TxnRequest, max_ops: usize) -> Result<(), Error> {
     check_txn_ops(r, max_ops)?;
     check_intervals(&r.success)?;
     check_intervals(&r.failure)?;

@@ -33,7 +33,7 @@ use crate::watch::{StreamMsg, WatchHub, WatchSpec};
 /// gRPC responses buffered between the send task and the transport.
 const OUTBOUND_BUFFER: usize = 16;
 
-pub struct WatchService {
+pub(crate) struct WatchService {
     /// Turns true when the server stops: open streams then end.
     stop: tokio::sync::watch::Receiver<bool>,
     hub: Arc<WatchHub>,
@@ -47,7 +47,7 @@ pub struct WatchService {
 }
 
 impl WatchService {
-    pub fn new(
+    pub(crate) fn new(
         hub: Arc<WatchHub>,
         store: Store,
         stream_buffer: usize,

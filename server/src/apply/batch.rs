@@ -26,7 +26,7 @@ use crate::storage::{ALARMS, HISTORY, LEASES, META, MetaKey};
 
 /// What a batch did, for the post-commit step to make visible.
 #[derive(Debug, Default)]
-pub struct BatchOutcome {
+pub(crate) struct BatchOutcome {
     /// One result per command, in order.
     pub results: Vec<Result<Applied, Refusal>>,
     /// The events of each revision the batch created, in revision order.
@@ -45,7 +45,7 @@ pub struct BatchOutcome {
 /// An `Err` is a failure of this member's storage or a broken invariant,
 /// never a refusal: `state` may then be ahead of `txn`, and the caller must
 /// abandon both.
-pub fn apply_batch<'c>(
+pub(crate) fn apply_batch<'c>(
     state: &mut State,
     txn: &WriteTransaction,
     commands: impl IntoIterator<Item = &'c Command>,

@@ -23,7 +23,7 @@ use crate::txn;
 
 /// A mutation of the replicated state.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Command {
+pub(crate) enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
@@ -38,7 +38,7 @@ pub enum Command {
 /// The answer to a command; `header.revision` is set, the rest of the header
 /// is the API layer's.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Applied {
+pub(crate) enum Applied {
     Put(PutResponse),
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
@@ -287,7 +287,7 @@ fn apply_txn_request(
 
 /// Evaluates a txn that only reads (see `txn::is_read_only`) against a
 /// snapshot view, without the write path.
-pub fn read_only_txn<H: History>(
+pub(crate) fn read_only_txn<H: History>(
     view: &View<'_, H>,
     req: &TxnRequest,
 ) -> Result<TxnResponse, Error> {

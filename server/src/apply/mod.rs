@@ -21,6 +21,5 @@ mod batch;
 mod command;
 pub(crate) mod side_state;
 
-pub use batch::{BatchOutcome, apply_batch};
-pub use command::{Applied, Command, read_only_txn};
-pub use side_state::SideChange;
+pub(crate) use batch::{BatchOutcome, apply_batch};
+pub(crate) use command::{Applied, Command, read_only_txn};

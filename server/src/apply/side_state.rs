@@ -16,7 +16,7 @@ use crate::lease::LeaseTable;
 
 /// One change to the side state, replayable on another copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SideChange {
+pub(crate) enum SideChange {
     Grant { id: i64, ttl: i64 },
     Revoke { id: i64 },
     Attach { key: Bytes, lease: i64 },
@@ -27,7 +27,7 @@ pub enum SideChange {
 
 impl SideChange {
     /// Applies the change to a copy of the state.
-    pub fn replay(&self, leases: &mut LeaseTable, alarms: &mut AlarmSet) {
+    pub(crate) fn replay(&self, leases: &mut LeaseTable, alarms: &mut AlarmSet) {
         match self {
             Self::Grant { id, ttl } => {
                 leases.grant(*id, *ttl);
@@ -48,7 +48,7 @@ impl SideChange {
 }
 
 /// The applier's view of the side state during one batch.
-pub struct SideState<'a, 't> {
+pub(crate) struct SideState<'a, 't> {
     leases: &'a mut LeaseTable,
     lease_rows: &'a mut Table<'t, i64, i64>,
     alarms: &'a mut AlarmSet,
@@ -57,7 +57,7 @@ pub struct SideState<'a, 't> {
 }
 
 impl<'a, 't> SideState<'a, 't> {
-    pub fn new(
+    pub(crate) fn new(
         leases: &'a mut LeaseTable,
         lease_rows: &'a mut Table<'t, i64, i64>,
         alarms: &'a mut AlarmSet,
@@ -73,16 +73,16 @@ impl<'a, 't> SideState<'a, 't> {
         }
     }
 
-    pub fn leases(&self) -> &LeaseTable {
+    pub(crate) fn leases(&self) -> &LeaseTable {
         self.leases
     }
 
-    pub fn alarms(&self) -> &AlarmSet {
+    pub(crate) fn alarms(&self) -> &AlarmSet {
         self.alarms
     }
 
     /// Grants a lease; false if the id is taken.
-    pub fn grant(&mut self, id: i64, ttl: i64) -> Result<bool, Error> {
+    pub(crate) fn grant(&mut self, id: i64, ttl: i64) -> Result<bool, Error> {
         if !self.leases.grant(id, ttl) {
             return Ok(false);
         }
@@ -92,7 +92,10 @@ impl<'a, 't> SideState<'a, 't> {
     }
 
     /// Revokes a lease, returning its keys (`None` if unknown).
-    pub fn revoke(&mut self, id: i64) -> Result<Option<std::collections::BTreeSet<Bytes>>, Error> {
+    pub(crate) fn revoke(
+        &mut self,
+        id: i64,
+    ) -> Result<Option<std::collections::BTreeSet<Bytes>>, Error> {
         let Some(keys) = self.leases.revoke(id) else {
             return Ok(None);
         };
@@ -101,7 +104,7 @@ impl<'a, 't> SideState<'a, 't> {
         Ok(Some(keys))
     }
 
-    pub fn attach(&mut self, key: &Bytes, lease: i64) {
+    pub(crate) fn attach(&mut self, key: &Bytes, lease: i64) {
         self.leases.attach(key, lease);
         self.log.push(SideChange::Attach {
             key: key.clone(),
@@ -109,13 +112,13 @@ impl<'a, 't> SideState<'a, 't> {
         });
     }
 
-    pub fn detach(&mut self, key: &Bytes) {
+    pub(crate) fn detach(&mut self, key: &Bytes) {
         self.leases.detach(key);
         self.log.push(SideChange::Detach { key: key.clone() });
     }
 
     /// Raises an alarm; true if it was not raised yet.
-    pub fn activate(&mut self, member: u64, alarm: i32) -> Result<bool, Error> {
+    pub(crate) fn activate(&mut self, member: u64, alarm: i32) -> Result<bool, Error> {
         if !self.alarms.activate(member, alarm) {
             return Ok(false);
         }
@@ -125,7 +128,7 @@ impl<'a, 't> SideState<'a, 't> {
     }
 
     /// Disarms an alarm; true if it was raised.
-    pub fn deactivate(&mut self, member: u64, alarm: i32) -> Result<bool, Error> {
+    pub(crate) fn deactivate(&mut self, member: u64, alarm: i32) -> Result<bool, Error> {
         if !self.alarms.deactivate(member, alarm) {
             return Ok(false);
         }

@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::proposer::Proposer;
 
 #[derive(Debug, Clone, Copy)]
-pub struct ExpiryConfig {
+pub(crate) struct ExpiryConfig {
     /// How often deadlines are checked.
     pub check_interval: Duration,
     /// Most leases revoked per tick.
@@ -26,7 +26,7 @@ pub struct ExpiryConfig {
 }
 
 /// Runs until `stop` turns true.
-pub async fn run(
+pub(crate) async fn run(
     lessor: Arc<Lessor>,
     proposer: Proposer,
     metrics: Arc<Metrics>,

@@ -44,7 +44,7 @@ impl Deadlines {
 }
 
 #[derive(Debug, Default)]
-pub struct Lessor {
+pub(crate) struct Lessor {
     state: Mutex<Deadlines>,
 }
 
@@ -60,7 +60,7 @@ impl Lessor {
     }
 
     /// Starts (or restarts, after a restart of the member) a lease's full TTL.
-    pub fn start(&self, id: i64, ttl: i64, now: Instant) {
+    pub(crate) fn start(&self, id: i64, ttl: i64, now: Instant) {
         let at = now + ttl_duration(ttl);
         let mut state = self.state();
         state.by_id.insert(
@@ -76,7 +76,7 @@ impl Lessor {
 
     /// Renews a lease for its full TTL; `None` when it is unknown or already
     /// expired (an expired lease is as good as revoked).
-    pub fn renew(&self, id: i64, now: Instant) -> Option<i64> {
+    pub(crate) fn renew(&self, id: i64, now: Instant) -> Option<i64> {
         let mut state = self.state();
         let deadline = state.by_id.get_mut(&id)?;
         if deadline.at <= now {
@@ -90,7 +90,7 @@ impl Lessor {
     }
 
     /// Time left before the lease expires (zero once expired).
-    pub fn remaining(&self, id: i64, now: Instant) -> Option<Duration> {
+    pub(crate) fn remaining(&self, id: i64, now: Instant) -> Option<Duration> {
         self.state()
             .by_id
             .get(&id)
@@ -98,14 +98,14 @@ impl Lessor {
     }
 
     /// Forgets a lease (revoked).
-    pub fn forget(&self, id: i64) {
+    pub(crate) fn forget(&self, id: i64) {
         self.state().by_id.remove(&id);
     }
 
     /// Up to `max` leases whose deadline has passed, oldest first. They are
     /// marked so the next call does not return them again while their revoke
     /// is in flight; [`Lessor::retry`] offers one again.
-    pub fn take_expired(&self, now: Instant, max: usize) -> Vec<i64> {
+    pub(crate) fn take_expired(&self, now: Instant, max: usize) -> Vec<i64> {
         let mut state = self.state();
         let mut expired = Vec::new();
         while expired.len() < max {
@@ -128,7 +128,7 @@ impl Lessor {
     }
 
     /// Puts an expired lease whose revoke did not happen back in line.
-    pub fn retry(&self, id: i64) {
+    pub(crate) fn retry(&self, id: i64) {
         let mut state = self.state();
         if let Some(deadline) = state.by_id.get_mut(&id) {
             deadline.expiring = false;

@@ -6,12 +6,12 @@
 //! applied and reads no clock; [`lessor`] and [`expiry`] own time, and what
 //! they decide enters the store only as a `LeaseRevoke` command.
 
-pub mod expiry;
-pub mod lessor;
-pub mod table;
+pub(crate) mod expiry;
+pub(crate) mod lessor;
+pub(crate) mod table;
 
-pub use lessor::Lessor;
-pub use table::LeaseTable;
+pub(crate) use lessor::Lessor;
+pub(crate) use table::LeaseTable;
 
 /// etcd's largest lease TTL, in seconds.
-pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+pub(crate) const MAX_LEASE_TTL: i64 = 9_000_000_000;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseEntry {
+pub(crate) struct LeaseEntry {
     /// The TTL granted, in seconds.
     pub ttl: i64,
     /// Keys currently attached, in key order (revoke deletes them in this order).
@@ -15,7 +15,7 @@ pub struct LeaseEntry {
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct LeaseTable {
+pub(crate) struct LeaseTable {
     leases: BTreeMap<i64, LeaseEntry>,
     /// The lease of every leased key: a put must detach a key from the lease it
     /// had before without reading the old value.
@@ -23,20 +23,20 @@ pub struct LeaseTable {
 }
 
 impl LeaseTable {
-    pub fn get(&self, id: i64) -> Option<&LeaseEntry> {
+    pub(crate) fn get(&self, id: i64) -> Option<&LeaseEntry> {
         self.leases.get(&id)
     }
 
-    pub fn contains(&self, id: i64) -> bool {
+    pub(crate) fn contains(&self, id: i64) -> bool {
         self.leases.contains_key(&id)
     }
 
-    pub fn ids(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.leases.iter().map(|(id, e)| (*id, e.ttl))
     }
 
     /// Adds a lease; false if the id is taken.
-    pub fn grant(&mut self, id: i64, ttl: i64) -> bool {
+    pub(crate) fn grant(&mut self, id: i64, ttl: i64) -> bool {
         if self.leases.contains_key(&id) {
             return false;
         }
@@ -51,7 +51,7 @@ impl LeaseTable {
     }
 
     /// Removes a lease and returns the keys that were attached to it.
-    pub fn revoke(&mut self, id: i64) -> Option<BTreeSet<Bytes>> {
+    pub(crate) fn revoke(&mut self, id: i64) -> Option<BTreeSet<Bytes>> {
         let entry = self.leases.remove(&id)?;
         for key in &entry.keys {
             self.lease_of.remove(key);
@@ -61,7 +61,7 @@ impl LeaseTable {
 
     /// Records that `key` was put with `lease` (0 = none), detaching it from
     /// any lease it had.
-    pub fn attach(&mut self, key: &Bytes, lease: i64) {
+    pub(crate) fn attach(&mut self, key: &Bytes, lease: i64) {
         self.detach(key);
         if lease != 0
             && let Some(entry) = self.leases.get_mut(&lease)
@@ -75,7 +75,7 @@ impl LeaseTable {
     }
 
     /// Records that `key` was deleted (or put without its lease).
-    pub fn detach(&mut self, key: &[u8]) {
+    pub(crate) fn detach(&mut self, key: &[u8]) {
         if let Some(old) = self.lease_of.remove(key)
             && let Some(entry) = self.leases.get_mut(&old)
         {

@@ -19,12 +19,12 @@ use tower::{Layer, Service};
 use super::{GrpcCodeLabels, GrpcMethodLabels, Metrics};
 
 #[derive(Clone)]
-pub struct GrpcMetricsLayer {
+pub(crate) struct GrpcMetricsLayer {
     metrics: Arc<Metrics>,
 }
 
 impl GrpcMetricsLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
@@ -41,7 +41,7 @@ impl<S> Layer<S> for GrpcMetricsLayer {
 }
 
 #[derive(Clone)]
-pub struct GrpcMetrics<S> {
+pub(crate) struct GrpcMetrics<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }
@@ -189,7 +189,7 @@ fn log_failure(labels: &GrpcMethodLabels, code: &str, status: Option<&http::Head
 
 /// A response body that records the call's outcome when its trailers pass
 /// (or when it is dropped unfinished: the client went away).
-pub struct MeteredBody<B> {
+pub(crate) struct MeteredBody<B> {
     inner: B,
     pending: Option<Pending>,
 }

@@ -19,7 +19,7 @@ use super::{AlarmLabels, Metrics};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 
-pub struct HttpState {
+pub(crate) struct HttpState {
     pub metrics: Arc<Metrics>,
     /// The configured backend quota, exported as etcd does.
     pub quota_bytes: u64,
@@ -28,7 +28,7 @@ pub struct HttpState {
 }
 
 /// Serves `listener` until `stop` turns true.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<HttpState>,
     mut stop: tokio::sync::watch::Receiver<bool>,

@@ -5,9 +5,9 @@
 //! sampled when `/metrics` is scraped (see `http.rs`); registry instances are
 //! counted from the committed changes (see `registry.rs`).
 
-pub mod grpc;
-pub mod http;
-pub mod registry;
+pub(crate) mod grpc;
+pub(crate) mod http;
+pub(crate) mod registry;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -17,7 +17,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GrpcCodeLabels {
+pub(crate) struct GrpcCodeLabels {
     pub grpc_type: String,
     pub grpc_service: String,
     pub grpc_method: String,
@@ -25,19 +25,19 @@ pub struct GrpcCodeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct GrpcMethodLabels {
+pub(crate) struct GrpcMethodLabels {
     pub grpc_type: String,
     pub grpc_service: String,
     pub grpc_method: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct InstanceLabels {
+pub(crate) struct InstanceLabels {
     pub service: String,
     pub health: String,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     pub has_leader: Gauge,
     pub leader_changes: Counter,
@@ -67,7 +67,7 @@ pub struct Metrics {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AlarmLabels {
+pub(crate) struct AlarmLabels {
     pub alarm: String,
 }
 
@@ -83,7 +83,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut m = Self {
             registry: Registry::default(),
             has_leader: Gauge::default(),
@@ -235,7 +235,7 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -72,7 +72,7 @@ impl Table {
 
 /// The tracker behind the gauge; one per member, in [`super::Metrics`].
 #[derive(Default)]
-pub struct RegistryInstances {
+pub(crate) struct RegistryInstances {
     pending: Mutex<Pending>,
     table: Mutex<Table>,
 }
@@ -97,7 +97,7 @@ fn labels(key: &[u8], value: &[u8]) -> Option<InstanceLabels> {
 impl RegistryInstances {
     /// Notes the registry keys a committed batch changed. Called by the
     /// applier for every batch, so it does no more than that.
-    pub fn observe(&self, batch: &[(i64, Vec<Event>)]) {
+    pub(crate) fn observe(&self, batch: &[(i64, Vec<Event>)]) {
         let mut pending: Option<MutexGuard<'_, Pending>> = None;
         for (rev, events) in batch {
             for event in events {
@@ -121,7 +121,7 @@ impl RegistryInstances {
     }
 
     /// Brings the counts up to date and writes them into `family`.
-    pub fn refresh(&self, store: &Store, family: &Family<InstanceLabels, Gauge>) {
+    pub(crate) fn refresh(&self, store: &Store, family: &Family<InstanceLabels, Gauge>) {
         let mut table = lock(&self.table);
         let mut changes = self.take_pending(&mut table);
         let mut scanned_at = 0;

@@ -23,12 +23,12 @@ use super::revision::Revision;
 
 /// Cloning is O(1) and shares every node with the original (see above).
 #[derive(Debug, Default, Clone)]
-pub struct TreeIndex {
+pub(crate) struct TreeIndex {
     keys: OrdMap<Bytes, Arc<KeyIndex>>,
 }
 
 impl TreeIndex {
-    pub fn put(&mut self, key: &Bytes, rev: Revision) {
+    pub(crate) fn put(&mut self, key: &Bytes, rev: Revision) {
         if let Some(ki) = self.keys.get_mut(key.as_ref()) {
             Arc::make_mut(ki).put(rev);
             return;
@@ -41,7 +41,13 @@ impl TreeIndex {
     }
 
     /// Restores a key from its oldest surviving record during start-up.
-    pub fn restore(&mut self, key: &Bytes, created: Revision, modified: Revision, version: i64) {
+    pub(crate) fn restore(
+        &mut self,
+        key: &Bytes,
+        created: Revision,
+        modified: Revision,
+        version: i64,
+    ) {
         match self.keys.get_mut(key.as_ref()) {
             Some(ki) => Arc::make_mut(ki).put(modified),
             None => {
@@ -54,19 +60,24 @@ impl TreeIndex {
     }
 
     /// Marks `key` deleted at `rev`; false when it was not live.
-    pub fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
+    pub(crate) fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
         self.keys
             .get_mut(key)
             .is_some_and(|ki| Arc::make_mut(ki).tombstone(rev))
     }
 
-    pub fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
+    pub(crate) fn get(&self, key: &[u8], at: i64) -> Option<KeyAt> {
         self.keys.get(key).and_then(|ki| ki.get(at))
     }
 
     /// Visits the keys of `range` alive at revision `at`, in key order, until
     /// `visit` returns false.
-    pub fn visit(&self, range: &KeyRange, at: i64, mut visit: impl FnMut(&Bytes, KeyAt) -> bool) {
+    pub(crate) fn visit(
+        &self,
+        range: &KeyRange,
+        at: i64,
+        mut visit: impl FnMut(&Bytes, KeyAt) -> bool,
+    ) {
         match range {
             KeyRange::Single(key) => {
                 if let Some((k, ki)) = self.keys.get_key_value(key.as_ref())
@@ -94,7 +105,7 @@ impl TreeIndex {
     }
 
     /// The live keys of `range` at revision `at`.
-    pub fn live_keys(&self, range: &KeyRange, at: i64) -> Vec<(Bytes, KeyAt)> {
+    pub(crate) fn live_keys(&self, range: &KeyRange, at: i64) -> Vec<(Bytes, KeyAt)> {
         let mut out = Vec::new();
         self.visit(range, at, |k, found| {
             out.push((k.clone(), found));
@@ -104,18 +115,18 @@ impl TreeIndex {
     }
 
     /// Whether `rev` is still part of `key`'s history (not compacted away).
-    pub fn holds(&self, key: &[u8], rev: Revision) -> bool {
+    pub(crate) fn holds(&self, key: &[u8], rev: Revision) -> bool {
         self.keys.get(key).is_some_and(|ki| ki.holds(rev))
     }
 
     /// How many keys are alive at revision `at`.
-    pub fn live_count(&self, at: i64) -> usize {
+    pub(crate) fn live_count(&self, at: i64) -> usize {
         self.keys.values().filter(|ki| ki.get(at).is_some()).count()
     }
 
     /// Compacts every key at `at`; returns the revisions at or below `at` that
     /// the history table must keep.
-    pub fn compact(&mut self, at: i64) -> HashSet<Revision> {
+    pub(crate) fn compact(&mut self, at: i64) -> HashSet<Revision> {
         let mut keep = HashSet::new();
         let mut emptied = Vec::new();
         // Walk a clone (O(1)) so the map itself can be changed on the way.

@@ -41,14 +41,14 @@ impl Generation {
 
 /// What a read at some revision sees of a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyAt {
+pub(crate) struct KeyAt {
     pub modified: Revision,
     pub created: Revision,
     pub version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyIndex {
+pub(crate) struct KeyIndex {
     generations: Vec<Generation>,
 }
 
@@ -63,7 +63,7 @@ impl Default for KeyIndex {
 impl KeyIndex {
     /// Rebuilds a key's index from its oldest surviving record, whose creation
     /// revision and version may predate compacted history.
-    pub fn restored(created: Revision, modified: Revision, version: i64) -> Self {
+    pub(crate) fn restored(created: Revision, modified: Revision, version: i64) -> Self {
         Self {
             generations: vec![Generation {
                 created,
@@ -74,7 +74,7 @@ impl KeyIndex {
     }
 
     /// Records a put at `rev`.
-    pub fn put(&mut self, rev: Revision) {
+    pub(crate) fn put(&mut self, rev: Revision) {
         let last = self.live_generation_mut();
         if last.is_empty() {
             last.created = rev;
@@ -85,7 +85,7 @@ impl KeyIndex {
 
     /// Records a delete at `rev`; returns false (and changes nothing) when the
     /// key is not live.
-    pub fn tombstone(&mut self, rev: Revision) -> bool {
+    pub(crate) fn tombstone(&mut self, rev: Revision) -> bool {
         if self.live_generation_mut().is_empty() {
             return false;
         }
@@ -103,19 +103,19 @@ impl KeyIndex {
     }
 
     /// Whether `rev` is one of this key's revisions.
-    pub fn holds(&self, rev: Revision) -> bool {
+    pub(crate) fn holds(&self, rev: Revision) -> bool {
         self.generations
             .iter()
             .any(|g| g.revs.binary_search(&rev).is_ok())
     }
 
     /// True when nothing of the key is left (no revision in any generation).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.generations.iter().all(Generation::is_empty)
     }
 
     /// The key as a read at `at` sees it, or `None` when it did not exist then.
-    pub fn get(&self, at: i64) -> Option<KeyAt> {
+    pub(crate) fn get(&self, at: i64) -> Option<KeyAt> {
         let generation = self.find_generation(at)?;
         let n = generation.revs.iter().rposition(|r| r.main <= at)?;
         let newer = i64::try_from(generation.revs.len() - n - 1).unwrap_or(i64::MAX);
@@ -147,7 +147,7 @@ impl KeyIndex {
 
     /// Drops history below `at` that no read at or above `at` can see, and adds
     /// the revisions that must stay in the history table to `keep`.
-    pub fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
+    pub(crate) fn compact(&mut self, at: i64, keep: &mut HashSet<Revision>) {
         let mut gen_idx = 0;
         // Skip generations closed at or before `at`: nothing of them is visible.
         while gen_idx + 1 < self.generations.len() {

@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyRange {
+pub(crate) enum KeyRange {
     Single(Bytes),
     /// `end == None` is unbounded above.
     Span {
@@ -17,7 +17,7 @@ pub enum KeyRange {
 }
 
 impl KeyRange {
-    pub fn new(key: &Bytes, range_end: &Bytes) -> Self {
+    pub(crate) fn new(key: &Bytes, range_end: &Bytes) -> Self {
         if range_end.is_empty() {
             Self::Single(key.clone())
         } else if range_end.as_ref() == b"\0" {
@@ -33,7 +33,7 @@ impl KeyRange {
         }
     }
 
-    pub fn contains(&self, k: &[u8]) -> bool {
+    pub(crate) fn contains(&self, k: &[u8]) -> bool {
         match self {
             Self::Single(key) => key.as_ref() == k,
             Self::Span { start, end } => {

@@ -7,18 +7,18 @@
 //! always belong together and no reader holds a lock while it reads (see
 //! `store.rs`).
 
-pub mod index;
-pub mod key_index;
-pub mod key_range;
-pub mod record;
-pub mod revision;
-pub mod store;
-pub mod view;
-pub mod write;
+pub(crate) mod index;
+pub(crate) mod key_index;
+pub(crate) mod key_range;
+pub(crate) mod record;
+pub(crate) mod revision;
+pub(crate) mod store;
+pub(crate) mod view;
+pub(crate) mod write;
 
-pub use key_range::KeyRange;
-pub use record::Record;
-pub use revision::Revision;
-pub use store::Store;
-pub use view::View;
-pub use write::WriteTxn;
+pub(crate) use key_range::KeyRange;
+pub(crate) use record::Record;
+pub(crate) use revision::Revision;
+pub(crate) use store::Store;
+pub(crate) use view::View;
+pub(crate) use write::WriteTxn;

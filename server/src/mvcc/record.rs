@@ -13,20 +13,20 @@ const TAG_PUT: u8 = 0;
 const TAG_TOMBSTONE: u8 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     Put(KeyValue),
     Tombstone(KeyValue),
 }
 
 impl Record {
-    pub fn kv(&self) -> &KeyValue {
+    pub(crate) fn kv(&self) -> &KeyValue {
         match self {
             Self::Put(kv) | Self::Tombstone(kv) => kv,
         }
     }
 
     /// The watch event this change is.
-    pub fn into_event(self) -> Event {
+    pub(crate) fn into_event(self) -> Event {
         let (kind, kv) = match self {
             Self::Put(kv) => (EventType::Put, kv),
             Self::Tombstone(kv) => (EventType::Delete, kv),
@@ -38,7 +38,7 @@ impl Record {
         }
     }
 
-    pub fn encode(&self) -> Bytes {
+    pub(crate) fn encode(&self) -> Bytes {
         let (tag, kv) = match self {
             Self::Put(kv) => (TAG_PUT, kv),
             Self::Tombstone(kv) => (TAG_TOMBSTONE, kv),
@@ -50,7 +50,7 @@ impl Record {
         buf.freeze()
     }
 
-    pub fn decode(key: (i64, i64), raw: &[u8]) -> Result<Self, Error> {
+    pub(crate) fn decode(key: (i64, i64), raw: &[u8]) -> Result<Self, Error> {
         let corrupt = |reason: String| Error::CorruptRecord {
             main: key.0,
             sub: key.1,

@@ -4,18 +4,18 @@
 
 /// One change's position in history; ordered by `main`, then `sub`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Revision {
+pub(crate) struct Revision {
     pub main: i64,
     pub sub: i64,
 }
 
 impl Revision {
-    pub const fn new(main: i64, sub: i64) -> Self {
+    pub(crate) const fn new(main: i64, sub: i64) -> Self {
         Self { main, sub }
     }
 
     /// The redb key of this revision in the history table.
-    pub const fn key(self) -> (i64, i64) {
+    pub(crate) const fn key(self) -> (i64, i64) {
         (self.main, self.sub)
     }
 }

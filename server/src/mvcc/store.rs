@@ -36,7 +36,7 @@ use crate::storage::{self, HISTORY, META, MetaKey};
 /// The key space at one committed revision, as readers see it. Immutable
 /// once published; readers keep it alive as long as they need.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub index: TreeIndex,
     /// The newest durable revision.
     pub rev: i64,
@@ -46,7 +46,7 @@ pub struct Snapshot {
 
 /// What readers may see, behind one lock that is only ever held briefly.
 #[derive(Debug, Default)]
-pub struct Committed {
+pub(crate) struct Committed {
     pub snapshot: Arc<Snapshot>,
     /// Granted leases and their keys, as of `snapshot.rev`.
     pub leases: LeaseTable,
@@ -56,13 +56,13 @@ pub struct Committed {
 
 /// The identities and counters read at start-up.
 #[derive(Debug, Clone, Copy)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub cluster_id: u64,
     pub member_id: u64,
 }
 
 #[derive(Clone)]
-pub struct Store {
+pub(crate) struct Store {
     /// Shared by readers and the applier; taken exclusively only to
     /// defragment (redb's `compact` needs the database to itself).
     db: Arc<RwLock<Database>>,
@@ -75,12 +75,12 @@ pub struct Store {
 }
 
 /// The history table of a read transaction.
-pub type ReadHistory = ReadOnlyTable<(i64, i64), &'static [u8]>;
+pub(crate) type ReadHistory = ReadOnlyTable<(i64, i64), &'static [u8]>;
 
 impl Store {
     /// A store over an open database whose state was loaded into
     /// `committed` (see `State::open`, which is the one caller).
-    pub fn new(db: Database, data_dir: &Path, committed: Committed) -> Result<Self, Error> {
+    pub(crate) fn new(db: Database, data_dir: &Path, committed: Committed) -> Result<Self, Error> {
         let identity = ensure_identity(&db)?;
         let store = Self {
             db: Arc::new(RwLock::new(db)),
@@ -96,7 +96,11 @@ impl Store {
     /// Publishes the state of a committed batch: a new snapshot of the key
     /// index and its revisions, and the lease and alarm changes (`update`).
     /// Only the applier calls this, after the commit.
-    pub fn publish(&self, snapshot: Snapshot, update: impl FnOnce(&mut LeaseTable, &mut AlarmSet)) {
+    pub(crate) fn publish(
+        &self,
+        snapshot: Snapshot,
+        update: impl FnOnce(&mut LeaseTable, &mut AlarmSet),
+    ) {
         let snapshot = Arc::new(snapshot);
         let mut guard = self
             .committed
@@ -111,7 +115,7 @@ impl Store {
 
     /// Runs `f` on a consistent view of the newest committed revision,
     /// holding no lock while `f` runs.
-    pub fn read<R>(
+    pub(crate) fn read<R>(
         &self,
         f: impl FnOnce(&View<'_, ReadHistory>) -> Result<R, Error>,
     ) -> Result<R, Error> {
@@ -134,13 +138,13 @@ impl Store {
     }
 
     /// The newest published snapshot of the key index.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.read_committed().snapshot.clone()
     }
 
     /// The database, shared (the applier writes through a shared handle too:
     /// redb serializes writers itself and we have only one).
-    pub fn db(&self) -> RwLockReadGuard<'_, Database> {
+    pub(crate) fn db(&self) -> RwLockReadGuard<'_, Database> {
         self.db
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -149,7 +153,7 @@ impl Store {
     /// Compacts the database file (etcd's defragmentation), with every reader
     /// and writer held off meanwhile. Only the applier calls this, between
     /// batches, so no write transaction is open.
-    pub fn defragment(&self) -> Result<(), Error> {
+    pub(crate) fn defragment(&self) -> Result<(), Error> {
         let mut db = self
             .db
             .write()
@@ -165,13 +169,13 @@ impl Store {
         Ok(())
     }
 
-    pub fn current_rev(&self) -> i64 {
+    pub(crate) fn current_rev(&self) -> i64 {
         self.read_committed().snapshot.rev
     }
 
     /// The published lease and alarm tables and snapshot. Hold the guard
     /// briefly: the applier's publication waits for it.
-    pub fn read_committed(&self) -> RwLockReadGuard<'_, Committed> {
+    pub(crate) fn read_committed(&self) -> RwLockReadGuard<'_, Committed> {
         // A panic while holding the lock cannot leave a half-published
         // state: publication swaps a finished snapshot in. Keep serving.
         self.committed
@@ -180,23 +184,23 @@ impl Store {
     }
 
     /// The member's data directory.
-    pub fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         self.path.parent().unwrap_or_else(|| Path::new("."))
     }
 
     /// Size of the database file in bytes, as of the last commit.
-    pub fn db_size(&self) -> i64 {
+    pub(crate) fn db_size(&self) -> i64 {
         self.size.load(AtomicOrdering::Relaxed)
     }
 
     /// Re-reads the file's size; the applier calls it after every change.
-    pub fn refresh_size(&self) {
+    pub(crate) fn refresh_size(&self) {
         let size =
             std::fs::metadata(&self.path).map_or(0, |m| i64::try_from(m.len()).unwrap_or(i64::MAX));
         self.size.store(size, AtomicOrdering::Relaxed);
     }
 
-    pub fn meta(&self, key: MetaKey) -> Result<Option<u64>, Error> {
+    pub(crate) fn meta(&self, key: MetaKey) -> Result<Option<u64>, Error> {
         storage::read_meta(&self.db(), key)
     }
 }
@@ -228,7 +232,7 @@ fn ensure_identity(db: &Database) -> Result<Identity, Error> {
 /// record *at* the compact revision stays, tombstones included, so a watcher
 /// starting there still sees that revision's deletes (etcd 3.4 loses them:
 /// etcd-io/etcd#18089, fixed upstream the same way).
-pub fn delete_compacted(
+pub(crate) fn delete_compacted(
     db: &Database,
     compact_rev: i64,
     keep: &std::collections::HashSet<Revision>,

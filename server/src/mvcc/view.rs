@@ -19,12 +19,12 @@ use super::revision::Revision;
 use crate::error::{Error, Refusal};
 
 /// The history table of any transaction, read or write.
-pub trait History: ReadableTable<(i64, i64), &'static [u8]> {}
+pub(crate) trait History: ReadableTable<(i64, i64), &'static [u8]> {}
 impl<T: ReadableTable<(i64, i64), &'static [u8]>> History for T {}
 
 /// A consistent view: the index, the history table and the revisions that
 /// bound what may be read.
-pub struct View<'a, H: History> {
+pub(crate) struct View<'a, H: History> {
     pub index: &'a TreeIndex,
     pub history: &'a H,
     /// The newest revision visible in this view.
@@ -35,14 +35,14 @@ pub struct View<'a, H: History> {
 
 /// The raw result of a range: the visible key-values, and how many keys the
 /// range holds in all.
-pub struct RangeResult {
+pub(crate) struct RangeResult {
     pub kvs: Vec<KeyValue>,
     pub count: i64,
 }
 
 impl<H: History> View<'_, H> {
     /// Checks a requested read revision against this view (0 or less = newest).
-    pub fn resolve(&self, requested: i64) -> Result<i64, Error> {
+    pub(crate) fn resolve(&self, requested: i64) -> Result<i64, Error> {
         if requested > self.rev {
             return Err(Error::Refused(Refusal::FutureRevision));
         }
@@ -54,7 +54,7 @@ impl<H: History> View<'_, H> {
     }
 
     /// The key-value stored at `rev` (a put record).
-    pub fn fetch(&self, rev: Revision) -> Result<KeyValue, Error> {
+    pub(crate) fn fetch(&self, rev: Revision) -> Result<KeyValue, Error> {
         let raw = self.history.get(rev.key())?.ok_or(Error::CorruptRecord {
             main: rev.main,
             sub: rev.sub,
@@ -72,7 +72,7 @@ impl<H: History> View<'_, H> {
 
     /// Keys of `range` at revision `requested`, at most `limit` values fetched
     /// (0 = all), or only counted.
-    pub fn range_keys(
+    pub(crate) fn range_keys(
         &self,
         range: &KeyRange,
         requested: i64,
@@ -101,7 +101,7 @@ impl<H: History> View<'_, H> {
     }
 
     /// The live key-value of one key, if any.
-    pub fn get(&self, key: &bytes::Bytes) -> Result<Option<KeyValue>, Error> {
+    pub(crate) fn get(&self, key: &bytes::Bytes) -> Result<Option<KeyValue>, Error> {
         Ok(self
             .range_keys(&KeyRange::Single(key.clone()), 0, 0, false)?
             .kvs
@@ -110,7 +110,7 @@ impl<H: History> View<'_, H> {
 
     /// etcd's Range: the response carries only `header.revision`; the API layer
     /// fills the rest of the header.
-    pub fn range(&self, r: &RangeRequest) -> Result<RangeResponse, Error> {
+    pub(crate) fn range(&self, r: &RangeRequest) -> Result<RangeResponse, Error> {
         let filtered = r.min_mod_revision != 0
             || r.max_mod_revision != 0
             || r.min_create_revision != 0
@@ -195,7 +195,7 @@ impl<H: History> View<'_, H> {
     /// History events of `range` with revisions in `[from, to]`, in revision
     /// order, as watchers receive them (a delete carries the key and the
     /// delete's revision).
-    pub fn events(
+    pub(crate) fn events(
         &self,
         range: &KeyRange,
         from: i64,
@@ -223,7 +223,7 @@ impl<H: History> View<'_, H> {
     /// at or below it, only those compaction keeps. Whether the physical
     /// deletion has run yet does not change the hash. Returns the hash and the
     /// revision it covers.
-    pub fn hash_kv(&self, requested: i64) -> Result<(u32, i64), Error> {
+    pub(crate) fn hash_kv(&self, requested: i64) -> Result<(u32, i64), Error> {
         if requested > self.rev {
             return Err(Error::Refused(Refusal::FutureRevision));
         }

@@ -17,9 +17,9 @@ use super::revision::Revision;
 use super::view::View;
 use crate::error::Error;
 
-pub type HistoryTable<'t> = Table<'t, (i64, i64), &'static [u8]>;
+pub(crate) type HistoryTable<'t> = Table<'t, (i64, i64), &'static [u8]>;
 
-pub struct WriteTxn<'a, 't> {
+pub(crate) struct WriteTxn<'a, 't> {
     pub index: &'a mut TreeIndex,
     pub history: &'a mut HistoryTable<'t>,
     /// The store revision before this request.
@@ -32,7 +32,7 @@ pub struct WriteTxn<'a, 't> {
 impl WriteTxn<'_, '_> {
     /// The revision reads inside this request see: the new one once it has
     /// changed anything.
-    pub fn rev(&self) -> i64 {
+    pub(crate) fn rev(&self) -> i64 {
         if self.changes.is_empty() {
             self.begin_rev
         } else {
@@ -40,7 +40,7 @@ impl WriteTxn<'_, '_> {
         }
     }
 
-    pub fn view(&self) -> View<'_, HistoryTable<'_>> {
+    pub(crate) fn view(&self) -> View<'_, HistoryTable<'_>> {
         View {
             index: self.index,
             history: self.history,
@@ -55,7 +55,7 @@ impl WriteTxn<'_, '_> {
     }
 
     /// Writes `key`; returns the request's revision.
-    pub fn put(&mut self, key: &Bytes, value: Bytes, lease: i64) -> Result<i64, Error> {
+    pub(crate) fn put(&mut self, key: &Bytes, value: Bytes, lease: i64) -> Result<i64, Error> {
         let rev = self.next_revision();
         let previous = self.index.get(key, rev.main);
         let kv = KeyValue {
@@ -75,7 +75,7 @@ impl WriteTxn<'_, '_> {
 
     /// Deletes the live keys of `range`; returns how many and the revision
     /// (unchanged when nothing was deleted and nothing else changed).
-    pub fn delete_range(&mut self, range: &KeyRange) -> Result<(i64, i64), Error> {
+    pub(crate) fn delete_range(&mut self, range: &KeyRange) -> Result<(i64, i64), Error> {
         let keys = self.index.live_keys(range, self.rev());
         for (key, _) in &keys {
             let rev = self.next_revision();

@@ -39,7 +39,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// TLS connections: handshakes run concurrently so a slow or hostile client
 /// cannot hold up others; failed handshakes are logged and dropped.
-pub fn incoming_tls(
+pub(crate) fn incoming_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
 ) -> impl Stream<Item = std::io::Result<AuthorityFix<TlsStream<TcpStream>>>> {
@@ -80,7 +80,7 @@ pub fn incoming_tls(
     ReceiverStream::new(rx)
 }
 
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
 ) -> impl Stream<Item = std::io::Result<AuthorityFix<TcpStream>>> {
     TcpListenerStream::new(listener).map(|accepted| {

@@ -9,7 +9,7 @@ use super::fixture::{
     Outcome, Scratch, alarm, b, compact, delete, grant, op_delete, op_put, op_put_leased, op_range,
     put, put_leased, put_req, range_req, revoke, txn,
 };
-use crate::apply::SideChange;
+use crate::apply::side_state::SideChange;
 use crate::apply::{Applied, Command, read_only_txn};
 use crate::error::{Error, Refusal};
 use crate::mvcc::Record;

@@ -25,7 +25,8 @@ use tempfile::TempDir;
 use tokio::sync::mpsc;
 
 use crate::alarm::AlarmSet;
-use crate::apply::{Applied, Command, SideChange, apply_batch};
+use crate::apply::side_state::SideChange;
+use crate::apply::{Applied, Command, apply_batch};
 use crate::config::ServeConfig;
 use crate::error::Error;
 use crate::lease::{LeaseTable, Lessor};

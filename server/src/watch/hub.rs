@@ -31,7 +31,7 @@ const CATCH_UP_REVISIONS: i64 = 1000;
 
 /// What a watch stream is told, in order.
 #[derive(Debug)]
-pub enum StreamMsg {
+pub(crate) enum StreamMsg {
     Created {
         watch_id: i64,
         rev: i64,
@@ -66,7 +66,7 @@ pub enum StreamMsg {
 
 /// What a client asked to watch.
 #[derive(Debug, Clone)]
-pub struct WatchSpec {
+pub(crate) struct WatchSpec {
     pub stream: u64,
     pub watch_id: i64,
     pub range: KeyRange,
@@ -109,7 +109,7 @@ struct HubState {
     streams: HashMap<u64, HashSet<WatcherKey>>,
 }
 
-pub struct WatchHub {
+pub(crate) struct WatchHub {
     state: Mutex<HubState>,
     store: Store,
     runtime: tokio::runtime::Handle,
@@ -119,7 +119,7 @@ pub struct WatchHub {
 
 /// Why a watcher could not be created.
 #[derive(Debug, thiserror::Error)]
-pub enum CreateError {
+pub(crate) enum CreateError {
     #[error("rollcall: too many watchers (limit {0})")]
     TooMany(usize),
 }
@@ -127,7 +127,7 @@ pub enum CreateError {
 impl WatchHub {
     /// A hub whose published history ends at `last_rev`. Catch-up tasks run on
     /// `runtime` (publishing happens on the applier thread, outside tokio).
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         last_rev: i64,
         runtime: tokio::runtime::Handle,
@@ -161,7 +161,7 @@ impl WatchHub {
     /// Registers a watcher. `created` is the stream slot reserved for its
     /// Created response, filled under the hub lock so the response precedes
     /// every event and names the revision the watcher starts after.
-    pub fn create(
+    pub(crate) fn create(
         self: &Arc<Self>,
         spec: WatchSpec,
         tx: mpsc::Sender<StreamMsg>,
@@ -209,7 +209,7 @@ impl WatchHub {
     }
 
     /// Removes a watcher; false if it was already gone.
-    pub fn cancel(&self, key: WatcherKey) -> bool {
+    pub(crate) fn cancel(&self, key: WatcherKey) -> bool {
         let mut state = self.state();
         let removed = remove(&mut state, key);
         self.update_gauges(&state);
@@ -217,7 +217,7 @@ impl WatchHub {
     }
 
     /// Removes every watcher of a closed stream.
-    pub fn close_stream(&self, stream: u64) {
+    pub(crate) fn close_stream(&self, stream: u64) {
         let mut state = self.state();
         for key in state.streams.remove(&stream).unwrap_or_default() {
             remove(&mut state, key);
@@ -227,7 +227,7 @@ impl WatchHub {
 
     /// Fans out one committed batch: `(revision, events)` in revision order.
     /// Called by the applier after the commit, before it answers the writers.
-    pub fn publish(self: &Arc<Self>, batch: &[(i64, Vec<Event>)], last_rev: i64) {
+    pub(crate) fn publish(self: &Arc<Self>, batch: &[(i64, Vec<Event>)], last_rev: i64) {
         self.metrics.instances.observe(batch);
         let mut state = self.state();
         let mut per_watcher: HashMap<WatcherKey, Vec<(i64, &Event)>> = HashMap::new();
@@ -295,7 +295,7 @@ impl WatchHub {
 
     /// Progress notifications for synced watchers that asked for them and saw
     /// no event since the last round.
-    pub fn notify_progress(&self) {
+    pub(crate) fn notify_progress(&self) {
         let mut state = self.state();
         let rev = state.last_rev;
         for watcher in state.watchers.values_mut() {
@@ -314,7 +314,7 @@ impl WatchHub {
     /// The answer to a WatchProgressRequest on `stream`: a revision every
     /// watcher of the stream has been given all events up to. Queued on the
     /// stream after what is already there, it never overtakes those events.
-    pub fn progress_of(&self, stream: u64) -> StreamMsg {
+    pub(crate) fn progress_of(&self, stream: u64) -> StreamMsg {
         let state = self.state();
         let mut rev = state.last_rev;
         for key in state.streams.get(&stream).into_iter().flatten() {

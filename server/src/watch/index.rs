@@ -12,10 +12,10 @@ use bytes::Bytes;
 use crate::mvcc::KeyRange;
 
 /// A watcher's identity inside the hub, unique for the server's lifetime.
-pub type WatcherKey = u64;
+pub(crate) type WatcherKey = u64;
 
 #[derive(Debug, Default)]
-pub struct WatcherIndex {
+pub(crate) struct WatcherIndex {
     by_key: HashMap<Bytes, HashSet<WatcherKey>>,
     by_prefix: HashMap<Bytes, HashSet<WatcherKey>>,
     /// Lengths of the prefixes in `by_prefix`, with how many watchers use each,
@@ -36,7 +36,7 @@ fn as_prefix(range: &KeyRange) -> Option<&Bytes> {
 }
 
 /// etcd's prefix rule: the smallest key greater than every key with `prefix`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -49,7 +49,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 impl WatcherIndex {
-    pub fn insert(&mut self, key: WatcherKey, range: &KeyRange) {
+    pub(crate) fn insert(&mut self, key: WatcherKey, range: &KeyRange) {
         if let KeyRange::Single(k) = range {
             self.by_key.entry(k.clone()).or_default().insert(key);
         } else if let Some(prefix) = as_prefix(range) {
@@ -66,7 +66,7 @@ impl WatcherIndex {
         }
     }
 
-    pub fn remove(&mut self, key: WatcherKey, range: &KeyRange) {
+    pub(crate) fn remove(&mut self, key: WatcherKey, range: &KeyRange) {
         if let KeyRange::Single(k) = range {
             remove_from(&mut self.by_key, k, key);
         } else if let Some(prefix) = as_prefix(range) {
@@ -84,7 +84,7 @@ impl WatcherIndex {
     }
 
     /// Calls `found` for every watcher whose range holds `key`.
-    pub fn matching(&self, key: &[u8], mut found: impl FnMut(WatcherKey)) {
+    pub(crate) fn matching(&self, key: &[u8], mut found: impl FnMut(WatcherKey)) {
         if let Some(set) = self.by_key.get(key) {
             set.iter().copied().for_each(&mut found);
         }

@@ -2,7 +2,7 @@
 //! finds the watchers an event concerns, and history catch-up for watchers
 //! that start in the past or fell behind.
 
-pub mod hub;
-pub mod index;
+pub(crate) mod hub;
+pub(crate) mod index;
 
-pub use hub::{StreamMsg, WatchHub, WatchSpec};
+pub(crate) use hub::{StreamMsg, WatchHub, WatchSpec};

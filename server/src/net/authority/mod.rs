@@ -33,14 +33,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use repair::Repair;
 
-pub struct AuthorityFix<S> {
+pub(crate) struct AuthorityFix<S> {
     inner: S,
     repair: Repair,
     eof: bool,
 }
 
 impl<S> AuthorityFix<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         Self {
             inner,
             repair: Repair::new(),
@@ -48,7 +48,7 @@ impl<S> AuthorityFix<S> {
         }
     }
 
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 }
