@@ -24,6 +24,13 @@
 //!   two servers (cluster id, member id, raft term) before comparing responses.
 //! - [`rng`]: a tiny deterministic PRNG for seeded random test sequences.
 //! - [`signal`]: Unix signals by process id.
+//! - [`grpc`]: every gRPC stub of one server ([`grpc::Clients`]), request
+//!   builders, error asserts.
+//! - [`watch_stream`] and [`keepalive`]: Watch and LeaseKeepAlive streams
+//!   whose every wait is bounded.
+//! - [`wait`]: polling for a condition under a deadline.
+//! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and `/health`.
+//! - [`process`]: client processes run to completion or in the background.
 //! - [`error`]: the [`HarnessError`] type.
 //!
 //! The integration tests themselves live in `server/tests/` (the package that
@@ -35,13 +42,19 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etcdctl;
+pub mod grpc;
+pub mod http;
+pub mod keepalive;
 pub mod layout;
 pub mod normalize;
 pub mod ports;
+pub mod process;
 pub mod rng;
 pub mod server;
 pub mod signal;
 pub mod tools;
+pub mod wait;
+pub mod watch_stream;
 
 pub use cluster::{Cluster, ClusterBuilder};
 pub use config::{Backend, ServerConfig};
