@@ -52,8 +52,9 @@ pub async fn run_bounded(name: &str, test: impl Future<Output = ()>) {
     }
 }
 
-/// Declares, for each `async fn name(backend: Backend)` in the calling
-/// module, a module `name` with the tests `rollcall` and `etcd`.
+/// Declares, for each `async fn name(backend: B)` in the calling module
+/// (`B` is [`Backend`] or any type `From<Backend>`), a module `name` with
+/// the tests `rollcall` and `etcd`.
 ///
 /// ```text
 /// rollcall_tests::backend_tests!(rollcall = env!("CARGO_BIN_EXE_rollcall"); put_then_get, txn);
@@ -74,7 +75,7 @@ macro_rules! backend_tests {
             async fn rollcall() {
                 let test = concat!(module_path!(), "::rollcall");
                 if let Some(backend) = $crate::backend::rollcall_backend($bin, test) {
-                    $crate::backend::run_bounded(test, super::$name(backend)).await;
+                    $crate::backend::run_bounded(test, super::$name(backend.into())).await;
                 }
             }
 
@@ -82,7 +83,7 @@ macro_rules! backend_tests {
             async fn etcd() {
                 let test = concat!(module_path!(), "::etcd");
                 if let Some(backend) = $crate::backend::etcd_backend(test) {
-                    $crate::backend::run_bounded(test, super::$name(backend)).await;
+                    $crate::backend::run_bounded(test, super::$name(backend.into())).await;
                 }
             }
         }

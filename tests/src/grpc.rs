@@ -13,12 +13,11 @@ use rollcall_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rollcall_proto::etcdserverpb::watch_client::WatchClient;
 use rollcall_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
-    DefragmentRequest, DefragmentResponse, DeleteRangeRequest, DeleteRangeResponse,
-    HashKvRequest, HashKvResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    ResponseHeader, StatusRequest, StatusResponse, TxnRequest, TxnResponse,
-    alarm_request::AlarmAction,
+    DefragmentRequest, DefragmentResponse, DeleteRangeRequest, DeleteRangeResponse, HashKvRequest,
+    HashKvResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, StatusRequest,
+    StatusResponse, TxnRequest, TxnResponse, alarm_request::AlarmAction,
 };
 use rollcall_proto::mvccpb::KeyValue;
 use tonic::transport::Channel;

@@ -126,4 +126,3 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
         rest = &rest[size + 2..];
     }
 }
-

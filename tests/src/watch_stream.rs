@@ -40,11 +40,19 @@ enum Incoming {
 }
 
 impl WatchStream {
+    /// Opens a stream on `channel` (in the background, see the type docs).
     pub async fn open(channel: &Channel) -> Self {
+        Self::open_with(
+            WatchClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+    }
+
+    /// Opens a stream with `client`.
+    #[must_use]
+    pub fn open_with(mut client: WatchClient<Channel>) -> Self {
         let (tx, rx) = mpsc::channel(64);
-        let mut client = WatchClient::new(channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
         let (opened_tx, opened_rx) = oneshot::channel();
         tokio::spawn(async move {
             let result = client
@@ -218,4 +226,3 @@ pub fn check_response(resp: &WatchResponse) {
         "event revisions {revs:?} out of order or above the header revision {head}"
     );
 }
-

@@ -108,7 +108,10 @@ async fn etcd_cluster_survives_kill9_and_sigstop_and_a_restarted_member_catches_
         cluster.member_mut(2).kill9().unwrap();
         assert!(!cluster.member_mut(2).is_running());
         put_eventually(cluster.member(1), "k2", "v2").await;
-        assert_eq!(get(cluster.member(0), "k2", false).await.as_deref(), Some("v2"));
+        assert_eq!(
+            get(cluster.member(0), "k2", false).await.as_deref(),
+            Some("v2")
+        );
 
         // SIGSTOP a second one: it answers nothing, and the last running
         // member alone has no quorum, so a write cannot commit.
@@ -124,7 +127,10 @@ async fn etcd_cluster_survives_kill9_and_sigstop_and_a_restarted_member_catches_
         // SIGCONT: the quorum is back.
         cluster.member_mut(1).resume().unwrap();
         let last = put_eventually(cluster.member(0), "k3", "v3").await;
-        assert_eq!(get(cluster.member(1), "k3", false).await.as_deref(), Some("v3"));
+        assert_eq!(
+            get(cluster.member(1), "k3", false).await.as_deref(),
+            Some("v3")
+        );
 
         // The killed member restarts on its data dir and catches up: its own
         // store (a serializable read) gets the writes it missed.
@@ -134,8 +140,14 @@ async fn etcd_cluster_survives_kill9_and_sigstop_and_a_restarted_member_catches_
             assert!(Instant::now() < deadline, "member 2 did not catch up");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(get(cluster.member(2), "k1", true).await.as_deref(), Some("v1"));
-        assert_eq!(get(cluster.member(2), "k2", true).await.as_deref(), Some("v2"));
+        assert_eq!(
+            get(cluster.member(2), "k1", true).await.as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            get(cluster.member(2), "k2", true).await.as_deref(),
+            Some("v2")
+        );
         let status = MaintenanceClient::new(channel(cluster.member(2)))
             .status(StatusRequest {})
             .await
