@@ -5,11 +5,11 @@
 //! The rollcall binary is the one cargo built next to this test (the
 //! workspace's `target/<profile>/rollcall`, which `cargo test --workspace`
 //! builds for the server's own tests), or `$ROLLCALL_BIN`; when neither
-//! exists the rollcall half is skipped with a message. etcd follows the
-//! harness's rule: skipped when missing unless `ROLLCALL_REQUIRE_ETCD=1`.
+//! exists the rollcall half prints SKIPPED. etcd follows the harness's rule:
+//! SKIPPED when missing unless `ROLLCALL_REQUIRE_ETCD=1`. The twins come from
+//! the harness's `backend_tests!`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rollcall_client::bench::{
@@ -21,57 +21,13 @@ use rollcall_client::{
     Client, ClientError, EtcdErrorKind, EventKind, HasHeader, LeaseLost, PutOptions, WatchBatch,
     WatchError, WatchOptions, Watcher,
 };
-use rollcall_tests::{Backend, ServerProcess, Tool, require_or_skip};
+use rollcall_tests::{Backend, ServerProcess};
 
 /// Bound on waiting for any one expected event.
 const WAIT: Duration = Duration::from_secs(10);
 
-fn rollcall_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ROLLCALL_BIN") {
-        return Some(PathBuf::from(path));
-    }
-    // target/<profile>/deps/live-<hash> -> target/<profile>/rollcall
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("rollcall");
-    candidate.is_file().then_some(candidate)
-}
-
-fn rollcall(test: &str) -> Option<Backend> {
-    let found = rollcall_binary().map(Backend::Rollcall);
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED: {test} (rollcall half): no rollcall binary; build it or set ROLLCALL_BIN"
-        );
-    }
-    found
-}
-
-fn etcd(test: &str) -> Option<Backend> {
-    require_or_skip(Tool::Etcd, test).then_some(Backend::Etcd)
-}
-
-/// One test per backend for each scenario function.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rollcall() {
-                if let Some(backend) = super::rollcall(stringify!($name)) {
-                    super::$name(backend).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd() {
-                if let Some(backend) = super::etcd(stringify!($name)) {
-                    super::$name(backend).await;
-                }
-            }
-        }
-    )*};
-}
-
-on_both!(
+rollcall_tests::backend_tests!(
+    rollcall = rollcall_tests::backend::built_rollcall();
     lease_calls,
     keeper_renews_then_reports_a_revoke,
     watch_delivers_puts_deletes_and_filters,

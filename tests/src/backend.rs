@@ -15,6 +15,22 @@ use crate::{Backend, Tool, require_or_skip, tools};
 /// hanging the run.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Where cargo put the `rollcall` binary for a test outside the server
+/// package: `$ROLLCALL_BIN`, else `target/<profile>/rollcall` next to the
+/// running test (`target/<profile>/deps/<test>`). `cargo test --workspace`
+/// builds it; the path may not exist when only another package was built.
+#[must_use]
+pub fn built_rollcall() -> PathBuf {
+    if let Some(path) = std::env::var_os("ROLLCALL_BIN") {
+        return PathBuf::from(path);
+    }
+    let name = format!("rollcall{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join(&name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// The rollcall backend at `bin`, or `None` after printing SKIPPED when
 /// there is no such file (a test outside the server package that finds the
 /// binary by looking next to itself).

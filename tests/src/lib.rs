@@ -28,6 +28,7 @@
 //!   builders, error asserts.
 //! - [`watch_stream`] and [`keepalive`]: Watch and LeaseKeepAlive streams
 //!   whose every wait is bounded.
+//! - [`txn`]: transaction ops, compares and KV request builders.
 //! - [`wait`]: polling for a condition under a deadline.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and `/health`.
 //! - [`process`]: client processes run to completion or in the background.
@@ -53,6 +54,7 @@ pub mod rng;
 pub mod server;
 pub mod signal;
 pub mod tools;
+pub mod txn;
 pub mod wait;
 pub mod watch_stream;
 

@@ -39,7 +39,6 @@ impl Ran {
     /// # Panics
     /// When it failed.
     #[track_caller]
-    #[must_use]
     pub fn ok(&self) -> &str {
         assert!(
             self.success(),
@@ -57,7 +56,6 @@ impl Ran {
     /// # Panics
     /// When it failed or printed something else.
     #[track_caller]
-    #[must_use]
     pub fn json(&self) -> serde_json::Value {
         let out = self.ok();
         assert_eq!(out.lines().count(), 1, "one JSON line expected:\n{out}");
@@ -69,7 +67,6 @@ impl Ran {
     /// # Panics
     /// When it exited otherwise.
     #[track_caller]
-    #[must_use]
     pub fn fails_with(&self, code: i32) -> &str {
         assert_eq!(
             self.code(),

@@ -3,6 +3,9 @@
 //! (which costs the cluster its quorum while it lasts), and the killed
 //! member restarted on its data dir catching up. Every wait is bounded.
 
+// clippy.toml allows unwrap inside #[test] fns; the helpers below are not.
+#![allow(clippy::unwrap_used)]
+
 use std::time::{Duration, Instant};
 
 use rollcall_proto::etcdserverpb::kv_client::KvClient;
