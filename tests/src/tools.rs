@@ -169,7 +169,16 @@ fn record_run(tool: Tool, test: &str) {
     let Some(path) = std::env::var_os(RUNS_FILE_ENV) else {
         return;
     };
-    let line = format!("{} {test}\n", tool.program());
+    // The runner names each test's thread after the test, which is unique
+    // within a binary (the name a test passes may be shared by its twins).
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .map(|stem| stem.split('-').next().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let current = std::thread::current();
+    let name = current.name().filter(|n| *n != "main").unwrap_or(test);
+    let line = format!("{} {binary}/{name}\n", tool.program());
     // One short append per line: concurrent tests do not interleave within it.
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
