@@ -13,9 +13,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use rollcall_client::bench::{
-    LeaseKeepAliveBenchOptions, PutBenchOptions, RangeBenchOptions, RegisterChurnBenchOptions,
-    TxnCasBenchOptions, WatchLatencyBenchOptions, run_lease_keepalive, run_put, run_range,
-    run_register_churn, run_txn_cas, run_watch_latency,
+    LeaseExpiryBenchOptions, LeaseKeepAliveBenchOptions, PutBenchOptions, RangeBenchOptions,
+    RegisterChurnBenchOptions, TxnCasBenchOptions, WatchLatencyBenchOptions, run_lease_expiry,
+    run_lease_keepalive, run_put, run_range, run_register_churn, run_txn_cas, run_watch_latency,
 };
 use rollcall_client::{
     Client, ClientError, EtcdErrorKind, EventKind, HasHeader, LeaseLost, PutOptions, WatchBatch,
@@ -411,6 +411,26 @@ async fn bench_scenarios_run_clean(backend: Backend) {
         .expect("lease-keepalive"),
     );
     assert!(client.leases().await.expect("leases").leases.is_empty());
+    let expiry = clean(
+        run_lease_expiry(LeaseExpiryBenchOptions {
+            endpoints: endpoints.clone(),
+            clients: 10,
+            conns: 1,
+            leases: 100,
+            ttl: 5,
+            duration: second,
+            ..LeaseExpiryBenchOptions::default()
+        })
+        .await
+        .expect("lease-expiry"),
+    );
+    // The setup attached one key to each lease; the TTL outlives this short run.
+    assert_eq!(
+        expiry.extra.get("leased_keys_live_at_start"),
+        Some(&100.into()),
+        "{}",
+        expiry.table()
+    );
     let watch = clean(
         run_watch_latency(WatchLatencyBenchOptions {
             endpoints,

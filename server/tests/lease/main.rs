@@ -29,7 +29,6 @@
 //! - [`visibility`]: lease reads (TimeToLive) agree with KV reads while
 //!   revokes and attaching puts are in flight.
 //! - [`etcdctl`]: `etcdctl lease ...` and `put --lease` against the server.
-//! - [`bench`]: measurements, `#[ignore]`d (see the module for how to run).
 
 // clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
 // test bodies and helpers they call.
@@ -44,7 +43,6 @@ macro_rules! backend_tests {
 }
 
 mod attach;
-mod bench;
 mod differential;
 mod etcdctl;
 mod expiry;

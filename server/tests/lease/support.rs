@@ -19,7 +19,6 @@ pub use rollcall_tests::grpc::{assert_status, b, del_req, prefix_end, prefix_req
 pub use rollcall_tests::keepalive::{KeepAlive, STREAM_WAIT};
 use rollcall_tests::watch_stream::WatchStream;
 use rollcall_tests::{Backend, ServerConfig, ServerProcess};
-use tonic::transport::Channel;
 
 pub const LEASE_NOT_FOUND: &str = "etcdserver: requested lease not found";
 pub const LEASE_EXISTS: &str = "etcdserver: lease already exists";
@@ -30,11 +29,6 @@ pub const MAX_TTL: i64 = 9_000_000_000;
 /// The rollcall binary built by cargo for this test run.
 pub fn rollcall() -> Backend {
     Backend::Rollcall(env!("CARGO_BIN_EXE_rollcall").into())
-}
-
-/// The etcd backend, or `None` (after printing SKIPPED) when etcd is missing.
-pub fn etcd(test: &str) -> Option<Backend> {
-    rollcall_tests::backend::etcd_backend(test)
 }
 
 /// Starts `backend` with its defaults, panicking with the log on failure.
@@ -87,10 +81,6 @@ impl DerefMut for Client {
 impl Client {
     pub async fn connect(server: &ServerProcess) -> Self {
         Self(Clients::connect(server).await)
-    }
-
-    pub fn over(channel: Channel) -> Self {
-        Self(Clients::over(channel))
     }
 
     /// Grants a lease (`id` 0: the server chooses).
