@@ -146,7 +146,8 @@ pub fn require_or_skip(tool: Tool, test: &str) -> bool {
             true
         }
         Decision::Fail => panic!(
-            "FAILED: {test}: {}, and {}=1 forbids skipping",
+            "FAILED: {}: {}, and {}=1 forbids skipping",
+            running_test(test),
             reason(),
             tool.require_env()
         ),
@@ -157,28 +158,35 @@ pub fn require_or_skip(tool: Tool, test: &str) -> bool {
     }
 }
 
-/// Prints `SKIPPED: <test>: <reason>` straight to the process's stderr:
+/// Prints `SKIPPED: <binary>::<test>: <reason>` straight to the process's stderr:
 /// unlike `eprintln!`, this is not captured by the test runner, so the
 /// skip shows in a plain `cargo test`.
 pub fn skipped(test: &str, reason: &str) {
-    let line = format!("SKIPPED: {test}: {reason}\n");
+    let line = format!("SKIPPED: {}: {reason}\n", running_test(test));
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The running test's full name: `<binary>::<test path>`, from the name
+/// the test runner gives each test's thread (unique within a binary, and
+/// including the `::rollcall` / `::etcd` twin), else `test` as given.
+fn running_test(test: &str) -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .and_then(|stem| stem.split('-').next().map(str::to_owned))
+        .unwrap_or_default();
+    let current = std::thread::current();
+    match current.name().filter(|n| *n != "main") {
+        Some(name) => format!("{binary}::{name}"),
+        None => test.to_owned(),
+    }
 }
 
 fn record_run(tool: Tool, test: &str) {
     let Some(path) = std::env::var_os(RUNS_FILE_ENV) else {
         return;
     };
-    // The runner names each test's thread after the test, which is unique
-    // within a binary (the name a test passes may be shared by its twins).
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .map(|stem| stem.split('-').next().unwrap_or_default().to_owned())
-        .unwrap_or_default();
-    let current = std::thread::current();
-    let name = current.name().filter(|n| *n != "main").unwrap_or(test);
-    let line = format!("{} {binary}/{name}\n", tool.program());
+    let line = format!("{} {}\n", tool.program(), running_test(test));
     // One short append per line: concurrent tests do not interleave within it.
     if let Ok(mut file) = std::fs::OpenOptions::new()
         .create(true)
