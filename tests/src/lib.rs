@@ -26,10 +26,12 @@
 //! - [`signal`]: Unix signals by process id.
 //! - [`grpc`]: every gRPC stub of one server ([`grpc::Clients`]), request
 //!   builders, error asserts.
+//! - [`events`]: watched key ranges and watch events for assertions.
 //! - [`watch_stream`] and [`keepalive`]: Watch and LeaseKeepAlive streams
 //!   whose every wait is bounded.
 //! - [`txn`]: transaction ops, compares and KV request builders.
 //! - [`wait`]: polling for a condition under a deadline.
+//! - [`metrics`]: a parsed `/metrics` scrape.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and `/health`.
 //! - [`process`]: client processes run to completion or in the background.
 //! - [`error`]: the [`HarnessError`] type.
@@ -43,10 +45,12 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod etcdctl;
+pub mod events;
 pub mod grpc;
 pub mod http;
 pub mod keepalive;
 pub mod layout;
+pub mod metrics;
 pub mod normalize;
 pub mod ports;
 pub mod process;

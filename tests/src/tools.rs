@@ -9,7 +9,9 @@
 //! tool-dependent checks actually ran.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Environment variable that turns a skip for a missing etcd or etcdctl
 /// into a failure.
@@ -164,6 +166,52 @@ pub fn require_or_skip(tool: Tool, test: &str) -> bool {
 pub fn skipped(test: &str, reason: &str) {
     let line = format!("SKIPPED: {}: {reason}\n", running_test(test));
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Runs `tool args…` in `dir` (bounded); panics with its output unless it
+/// succeeds. Returns stdout.
+pub fn run_in(dir: &Path, tool: Tool, args: &[&str]) -> String {
+    // Output goes to files, not pipes: a full pipe cannot stall the child.
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let mut child = std::process::Command::new(tool.program())
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("clone temp file"))
+        .stderr(err.try_clone().expect("clone temp file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", tool.program()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("poll {}: {e}", tool.program()))
+        {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {args:?} did not finish in 60 s", tool.program());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        f.rewind().expect("rewind temp file");
+        f.read_to_string(&mut text).expect("read temp file");
+        text
+    };
+    let stdout = read(out);
+    assert!(
+        status.success(),
+        "{} {args:?} failed ({status}):\n{stdout}\n{}",
+        tool.program(),
+        read(err)
+    );
+    stdout
 }
 
 /// The running test's full name: `<binary>::<test path>`, from the name

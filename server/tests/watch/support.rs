@@ -1,21 +1,21 @@
 //! Helpers of the watch suite: the watch flags passed to either server, a
 //! KV/Lease client with the writes the model needs, and an event model that
-//! derives the committed events from acknowledged writes. Processes, clients
-//! and the bounded watch stream are the harness's.
+//! derives the committed events from acknowledged writes. Processes,
+//! clients, key ranges, event helpers and the bounded watch stream are the
+//! harness's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::{Deref, DerefMut};
 
 use bytes::Bytes;
-use rollcall_proto::etcdserverpb::watch_create_request::FilterType;
 use rollcall_proto::etcdserverpb::{
-    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
-    WatchResponse, request_op,
+    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, TxnResponse, request_op,
 };
 use rollcall_proto::mvccpb::event::EventType;
 use rollcall_proto::mvccpb::{Event, KeyValue};
+pub use rollcall_tests::events::{Range, bare, bare_all, events_of, filters, is_put, show};
 use rollcall_tests::grpc::Clients;
-pub use rollcall_tests::grpc::{b, prefix_end, rev, s};
+pub use rollcall_tests::grpc::{b, rev};
 pub use rollcall_tests::watch_stream::{QUIET, WAIT, WatchStream, check_response};
 use rollcall_tests::{Backend, ServerConfig, ServerProcess};
 use tonic::transport::{Channel, Endpoint};
@@ -127,68 +127,6 @@ impl Server {
     }
 }
 
-/// A watched key range, as the server interprets `key` / `range_end`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Range {
-    Key(Bytes),
-    Prefix(Bytes),
-    FromKey(Bytes),
-    /// `[start, end)`.
-    Span(Bytes, Bytes),
-}
-
-impl Range {
-    pub fn key(k: &str) -> Self {
-        Self::Key(b(k))
-    }
-    pub fn prefix(p: &str) -> Self {
-        Self::Prefix(b(p))
-    }
-    pub fn from_key(k: &str) -> Self {
-        Self::FromKey(b(k))
-    }
-
-    pub fn contains(&self, key: &[u8]) -> bool {
-        match self {
-            Range::Key(k) => k.as_ref() == key,
-            Range::Prefix(p) => key.starts_with(p),
-            Range::FromKey(k) => key >= k.as_ref(),
-            Range::Span(start, end) => key >= start.as_ref() && key < end.as_ref(),
-        }
-    }
-
-    /// `(key, range_end)` for a request.
-    pub fn wire(&self) -> (Bytes, Bytes) {
-        match self {
-            Range::Key(k) => (k.clone(), Bytes::new()),
-            Range::Prefix(p) => (p.clone(), prefix_end(p)),
-            Range::FromKey(k) => (k.clone(), Bytes::from_static(b"\0")),
-            Range::Span(start, end) => (start.clone(), end.clone()),
-        }
-    }
-
-    pub fn create(&self) -> WatchCreateRequest {
-        let (key, range_end) = self.wire();
-        WatchCreateRequest {
-            key,
-            range_end,
-            ..WatchCreateRequest::default()
-        }
-    }
-}
-
-/// The filter values of a create request.
-pub fn filters(no_put: bool, no_delete: bool) -> Vec<i32> {
-    let mut f = Vec::new();
-    if no_put {
-        f.push(FilterType::Noput as i32);
-    }
-    if no_delete {
-        f.push(FilterType::Nodelete as i32);
-    }
-    f
-}
-
 /// The harness's clients, with the writes of this suite.
 #[derive(Clone)]
 pub struct Client(Clients);
@@ -262,60 +200,6 @@ impl Client {
         let resp = self.try_revoke(id).await;
         rev(&resp.unwrap_or_else(|e| panic!("revoke {id}: {e:?}")).header)
     }
-}
-
-/// The events of `responses` for `watch_id`, in arrival order.
-pub fn events_of(responses: &[WatchResponse], watch_id: i64) -> Vec<Event> {
-    responses
-        .iter()
-        .filter(|r| r.watch_id == watch_id)
-        .flat_map(|r| r.events.iter().cloned())
-        .collect()
-}
-
-/// An event without its prev_kv, for comparisons of the event itself.
-pub fn bare(event: &Event) -> Event {
-    Event {
-        prev_kv: None,
-        ..event.clone()
-    }
-}
-
-pub fn bare_all(events: &[Event]) -> Vec<Event> {
-    events.iter().map(bare).collect()
-}
-
-/// A compact, readable rendering of events for assertion messages.
-pub fn show(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| {
-            let kv = e.kv.clone().unwrap_or_default();
-            let kind = if e.r#type == EventType::Put as i32 {
-                "PUT"
-            } else {
-                "DEL"
-            };
-            let value = if kv.value.len() > 16 {
-                format!("<{} bytes>", kv.value.len())
-            } else {
-                s(&kv.value)
-            };
-            format!(
-                "{kind} {}={} @{} (c{} v{} l{}){}",
-                s(&kv.key),
-                value,
-                kv.mod_revision,
-                kv.create_revision,
-                kv.version,
-                kv.lease,
-                e.prev_kv
-                    .as_ref()
-                    .map(|p| format!(" prev@{}", p.mod_revision))
-                    .unwrap_or_default()
-            )
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,10 +336,6 @@ impl Model {
             .cloned()
             .flatten()
     }
-}
-
-pub fn is_put(event: &Event) -> bool {
-    event.r#type == EventType::Put as i32
 }
 
 impl Op {
