@@ -14,7 +14,7 @@
 //! - [`dashboard`]: `deploy/grafana/rollcall-dashboard.json` is a Grafana
 //!   dashboard whose queries parse and read only exported metrics.
 //! - [`promql`]: the small PromQL tokenizer that finds metric names.
-//! - [`support`]: the server, its metrics port, parsed scrapes, promtool.
+//! - [`support`]: the server, its metrics port and clients, promtool.
 //!
 //! Every server runs on free loopback ports; every wait is bounded. Tests
 //! that need `promtool` (Debian: `apt-get install prometheus`) print SKIPPED
