@@ -5,73 +5,29 @@
 //! The rollcall binary is the one cargo built next to this test (the
 //! workspace's `target/<profile>/rollcall`, which `cargo test --workspace`
 //! builds for the server's own tests), or `$ROLLCALL_BIN`; when neither
-//! exists the rollcall half is skipped with a message. etcd follows the
-//! harness's rule: skipped when missing unless `ROLLCALL_REQUIRE_ETCD=1`.
+//! exists the rollcall half prints SKIPPED. etcd follows the harness's rule:
+//! SKIPPED when missing unless `ROLLCALL_REQUIRE_ETCD=1`. The twins come from
+//! the harness's `backend_tests!`.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rollcall_client::bench::{
-    LeaseKeepAliveBenchOptions, PutBenchOptions, RangeBenchOptions, RegisterChurnBenchOptions,
-    TxnCasBenchOptions, WatchLatencyBenchOptions, run_lease_keepalive, run_put, run_range,
-    run_register_churn, run_txn_cas, run_watch_latency,
+    LeaseExpiryBenchOptions, LeaseKeepAliveBenchOptions, PutBenchOptions, RangeBenchOptions,
+    RegisterChurnBenchOptions, TxnCasBenchOptions, WatchLatencyBenchOptions, run_lease_expiry,
+    run_lease_keepalive, run_put, run_range, run_register_churn, run_txn_cas, run_watch_latency,
 };
 use rollcall_client::{
     Client, ClientError, EtcdErrorKind, EventKind, HasHeader, LeaseLost, PutOptions, WatchBatch,
     WatchError, WatchOptions, Watcher,
 };
-use rollcall_tests::{Backend, ServerProcess, Tool, require_or_skip};
+use rollcall_tests::{Backend, ServerProcess};
 
 /// Bound on waiting for any one expected event.
 const WAIT: Duration = Duration::from_secs(10);
 
-fn rollcall_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ROLLCALL_BIN") {
-        return Some(PathBuf::from(path));
-    }
-    // target/<profile>/deps/live-<hash> -> target/<profile>/rollcall
-    let exe = std::env::current_exe().ok()?;
-    let candidate = exe.parent()?.parent()?.join("rollcall");
-    candidate.is_file().then_some(candidate)
-}
-
-fn rollcall(test: &str) -> Option<Backend> {
-    let found = rollcall_binary().map(Backend::Rollcall);
-    if found.is_none() {
-        eprintln!(
-            "SKIPPED: {test} (rollcall half): no rollcall binary; build it or set ROLLCALL_BIN"
-        );
-    }
-    found
-}
-
-fn etcd(test: &str) -> Option<Backend> {
-    require_or_skip(Tool::Etcd, test).then_some(Backend::Etcd)
-}
-
-/// One test per backend for each scenario function.
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rollcall() {
-                if let Some(backend) = super::rollcall(stringify!($name)) {
-                    super::$name(backend).await;
-                }
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd() {
-                if let Some(backend) = super::etcd(stringify!($name)) {
-                    super::$name(backend).await;
-                }
-            }
-        }
-    )*};
-}
-
-on_both!(
+rollcall_tests::backend_tests!(
+    rollcall = rollcall_tests::backend::built_rollcall();
     lease_calls,
     keeper_renews_then_reports_a_revoke,
     watch_delivers_puts_deletes_and_filters,
@@ -455,6 +411,26 @@ async fn bench_scenarios_run_clean(backend: Backend) {
         .expect("lease-keepalive"),
     );
     assert!(client.leases().await.expect("leases").leases.is_empty());
+    let expiry = clean(
+        run_lease_expiry(LeaseExpiryBenchOptions {
+            endpoints: endpoints.clone(),
+            clients: 10,
+            conns: 1,
+            leases: 100,
+            ttl: 5,
+            duration: second,
+            ..LeaseExpiryBenchOptions::default()
+        })
+        .await
+        .expect("lease-expiry"),
+    );
+    // The setup attached one key to each lease; the TTL outlives this short run.
+    assert_eq!(
+        expiry.extra.get("leased_keys_live_at_start"),
+        Some(&100.into()),
+        "{}",
+        expiry.table()
+    );
     let watch = clean(
         run_watch_latency(WatchLatencyBenchOptions {
             endpoints,

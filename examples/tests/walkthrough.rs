@@ -94,7 +94,7 @@ impl Walkthrough {
             "300",
         ]
         .map(String::from);
-        let mut instance = Proc::spawn(id, &self.echo_server, &args)?;
+        let mut instance = support::spawn(id, &self.echo_server, &args)?;
         instance
             .wait_for_line("registration", STARTUP, |l| l.contains("registered as"))
             .await?;
@@ -119,7 +119,7 @@ impl Walkthrough {
         ]
         .map(String::from);
         let program = Path::new(env!("CARGO_BIN_EXE_echo-caller"));
-        self.callers.push(Proc::spawn(
+        self.callers.push(support::spawn(
             &format!("caller ({balancer}, {retries} retries)"),
             program,
             &args,

@@ -1,15 +1,18 @@
 //! [`ServerProcess`]: one real server process — the `rollcall` binary or a
-//! real etcd — on free loopback ports with its own temporary data directory.
+//! real etcd — on free loopback ports with its own temporary data directory,
+//! alone or as one member of a [`crate::Cluster`].
 //!
-//! - Only `127.0.0.1` is ever bound, and no port is fixed ([`crate::ports`]).
+//! - Only `127.0.0.1` is ever bound, and no port is fixed ([`crate::layout`]).
 //! - The process's stdout and stderr go to `server.log` in the temp dir, never
 //!   to the terminal; when a test panics, `Drop` prints the log's tail.
-//! - Start waits, with a bounded deadline, until Maintenance.Status answers
-//!   and names a leader (etcd elects itself shortly after it listens).
-//! - [`ServerProcess::kill9`] and [`ServerProcess::restart`] reuse the same data
-//!   dir and the same port, as a crash and a reboot would.
-//! - `Drop` kills the process (SIGKILL) and removes the temp dir, also when
-//!   the test panics.
+//! - Readiness is ONE probe ([`ServerProcess::wait_ready`]): Maintenance.Status
+//!   answers and names a leader, polled under a deadline.
+//! - [`ServerProcess::kill9`], [`ServerProcess::pause`] /
+//!   [`ServerProcess::resume`] (SIGSTOP / SIGCONT), and
+//!   [`ServerProcess::restart`] on the same data dir and ports, as a crash, a
+//!   stall and a reboot would.
+//! - `Drop` kills the process (SIGKILL, which also ends a stopped one) and
+//!   removes the temp dir, also when the test panics.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -22,10 +25,8 @@ use rollcall_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use tempfile::TempDir;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{HarnessError, ports};
-
-/// Default bound on waiting for a server to become ready.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+use crate::layout::{Layout, PeerArgs};
+use crate::{Backend, HarnessError, ServerConfig, signal};
 
 /// Bound on a graceful stop (SIGTERM until exit).
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,124 +35,93 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// hung server fails a test instead of hanging it.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Which server program to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
-    /// The `rollcall` binary at this path (tests in `server/tests` pass
-    /// `env!("CARGO_BIN_EXE_rollcall")`).
-    Rollcall(PathBuf),
-    /// A real etcd 3.4 found in `PATH`: the reference implementation.
-    Etcd,
-}
-
-impl Backend {
-    /// A short name for messages and test output: `rollcall` or `etcd`.
-    #[must_use]
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Rollcall(_) => "rollcall",
-            Backend::Etcd => "etcd",
-        }
-    }
-
-    /// The program that is started.
-    #[must_use]
-    pub fn program(&self) -> PathBuf {
-        match self {
-            Backend::Rollcall(bin) => bin.clone(),
-            Backend::Etcd => PathBuf::from("etcd"),
-        }
-    }
-
-    /// Starts this backend with the default configuration.
-    pub async fn start(&self) -> Result<ServerProcess, HarnessError> {
-        ServerProcess::start(self.clone(), ServerConfig::default()).await
-    }
-
-    /// Starts this backend with `config`.
-    pub async fn start_with(&self, config: ServerConfig) -> Result<ServerProcess, HarnessError> {
-        ServerProcess::start(self.clone(), config).await
-    }
-}
-
-/// Server settings the tests vary. `None` leaves the server's own default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// The member name (`--name`).
-    pub name: String,
-    /// `--max-request-bytes`.
-    pub max_request_bytes: Option<u64>,
-    /// `--max-txn-ops`.
-    pub max_txn_ops: Option<u32>,
-    /// How long to wait for readiness.
-    pub ready_timeout: Duration,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            name: "test".to_owned(),
-            max_request_bytes: None,
-            max_txn_ops: None,
-            ready_timeout: READY_TIMEOUT,
-        }
-    }
-}
+/// How many times a start is retried when a chosen port was taken in the
+/// window between choosing and binding it.
+pub(crate) const START_ATTEMPTS: u32 = 3;
 
 /// One running (or killed, and restartable) server process.
-#[derive(Debug)]
 pub struct ServerProcess {
     backend: Backend,
     config: ServerConfig,
-    client_port: u16,
-    peer_port: u16,
+    layout: Layout,
+    index: usize,
+    peer_args: Option<PeerArgs>,
     data_dir: PathBuf,
     log_path: PathBuf,
     child: Option<Child>,
+    paused: bool,
     starts: u32,
     // Last field: dropped after the process is killed in `Drop::drop`.
     dir: TempDir,
+}
+
+impl std::fmt::Debug for ServerProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerProcess")
+            .field("backend", &self.backend)
+            .field("member", self.layout.member(self.index))
+            .field("data_dir", &self.data_dir)
+            .field("pid", &self.pid())
+            .field("paused", &self.paused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerProcess {
     /// Starts `backend` with `config` on fresh free ports in a fresh temp dir
     /// and waits until it is ready.
     ///
-    /// If the port was taken in the short window between choosing it and the
+    /// If a port was taken in the short window between choosing it and the
     /// server binding it, retries with new ports (a bounded number of times).
     pub async fn start(backend: Backend, config: ServerConfig) -> Result<Self, HarnessError> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("rollcall-test-{}-", backend.name()))
-            .tempdir()
-            .map_err(|e| HarnessError::io("create temp dir", e))?;
-        let data_dir = dir.path().join("data");
-        let log_path = dir.path().join("server.log");
-        let mut server = Self {
-            backend,
-            config,
-            client_port: ports::free_port()?,
-            peer_port: ports::free_port()?,
-            data_dir,
-            log_path,
-            child: None,
-            starts: 0,
-            dir,
-        };
-        let mut attempts = 0;
+        let mut attempt = 0;
         loop {
-            attempts += 1;
-            match server.spawn_and_wait().await {
+            attempt += 1;
+            let layout = Layout::allocate(std::slice::from_ref(&config.name))?;
+            let mut server = Self::prepare(backend.clone(), config.clone(), layout, 0, None)?;
+            let started = match server.spawn() {
+                Ok(()) => server.wait_ready().await,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(()) => return Ok(server),
-                Err(e) if attempts < 3 && server.port_was_taken() => {
+                Err(e) if attempt < START_ATTEMPTS && server.port_was_taken() => {
                     server.write_log_marker(&format!("port taken ({e}); retrying with new ports"));
-                    server.client_port = ports::free_port()?;
-                    server.peer_port = ports::free_port()?;
-                    // A fresh data dir: the failed start may have begun one.
-                    let _ = std::fs::remove_dir_all(&server.data_dir);
                 }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A process that is not started yet: member `index` of `layout`.
+    pub(crate) fn prepare(
+        backend: Backend,
+        config: ServerConfig,
+        layout: Layout,
+        index: usize,
+        peer_args: Option<PeerArgs>,
+    ) -> Result<Self, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rollcall-test-{}-", backend.name()))
+            .tempdir()
+            .map_err(|e| HarnessError::io("create temp dir", e))?;
+        let data_dir = config
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
+        Ok(Self {
+            backend,
+            config,
+            layout,
+            index,
+            peer_args,
+            data_dir,
+            log_path: dir.path().join("server.log"),
+            child: None,
+            paused: false,
+            starts: 0,
+            dir,
+        })
     }
 
     /// Which program this is.
@@ -166,22 +136,63 @@ impl ServerProcess {
         &self.config
     }
 
+    /// The member name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.layout.member(self.index).name
+    }
+
+    /// The ports of every member of its group (itself alone when started on
+    /// its own).
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
     /// The client URL, `http://127.0.0.1:PORT`.
     #[must_use]
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        self.layout.member(self.index).client_url()
+    }
+
+    /// `127.0.0.1:PORT` of the client listener.
+    #[must_use]
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
     }
 
     /// The client port.
     #[must_use]
     pub fn port(&self) -> u16 {
-        self.client_port
+        self.layout.member(self.index).client_port
+    }
+
+    /// The port reserved for peer traffic.
+    #[must_use]
+    pub fn peer_port(&self) -> u16 {
+        self.layout.member(self.index).peer_port
+    }
+
+    /// The port serving `/metrics` and `/health`: rollcall's
+    /// `--listen-metrics-urls`, etcd's client port.
+    #[must_use]
+    pub fn metrics_port(&self) -> u16 {
+        match self.backend {
+            Backend::Rollcall(_) => self.layout.member(self.index).metrics_port,
+            Backend::Etcd => self.port(),
+        }
     }
 
     /// The server's data directory (kept across restarts).
     #[must_use]
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// A scratch directory of this process, removed with it.
+    #[must_use]
+    pub fn scratch_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The log file receiving the process's stdout and stderr.
@@ -196,12 +207,18 @@ impl ServerProcess {
         self.child.as_ref().map(Child::id)
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running (a paused one is).
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
         }
+    }
+
+    /// Whether it was paused with [`ServerProcess::pause`] and not resumed.
+    #[must_use]
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// A connected gRPC channel to the server, with a per-request timeout.
@@ -236,6 +253,7 @@ impl ServerProcess {
     /// Kills the process with SIGKILL (no chance to flush or clean up) and
     /// reaps it. Does nothing if it is not running.
     pub fn kill9(&mut self) -> Result<(), HarnessError> {
+        self.paused = false;
         if let Some(mut child) = self.child.take() {
             self.write_log_marker("kill -9");
             // An error here means it already exited; wait() reaps it either way.
@@ -244,6 +262,25 @@ impl ServerProcess {
                 .wait()
                 .map_err(|e| HarnessError::io("wait for killed server", e))?;
         }
+        Ok(())
+    }
+
+    /// Stops the process with SIGSTOP: it keeps its sockets and state but
+    /// answers nothing, as a stalled machine would.
+    pub fn pause(&mut self) -> Result<(), HarnessError> {
+        let pid = self.pid().ok_or(HarnessError::NotRunning)?;
+        self.write_log_marker("kill -STOP");
+        signal::send(pid, "STOP")?;
+        self.paused = true;
+        Ok(())
+    }
+
+    /// Continues a paused process with SIGCONT.
+    pub fn resume(&mut self) -> Result<(), HarnessError> {
+        let pid = self.pid().ok_or(HarnessError::NotRunning)?;
+        self.write_log_marker("kill -CONT");
+        signal::send(pid, "CONT")?;
+        self.paused = false;
         Ok(())
     }
 
@@ -259,22 +296,14 @@ impl ServerProcess {
         self.signal_and_wait("INT").await
     }
 
-    async fn signal_and_wait(&mut self, signal: &'static str) -> Result<ExitStatus, HarnessError> {
+    async fn signal_and_wait(&mut self, sig: &'static str) -> Result<ExitStatus, HarnessError> {
         let pid = self.pid().ok_or(HarnessError::NotRunning)?;
-        self.write_log_marker(&format!("kill -{signal}"));
-        // The `kill` program keeps this crate free of unsafe FFI.
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .stdin(Stdio::null())
-            .status()
-            .map_err(|e| HarnessError::io("run kill", e))?;
-        if !status.success() {
-            return Err(HarnessError::io(
-                format!("kill -{signal} {pid}"),
-                std::io::Error::other(format!("kill exited with {status}")),
-            ));
+        if self.paused {
+            // A stopped process would not act on the signal.
+            self.resume()?;
         }
+        self.write_log_marker(&format!("kill -{sig}"));
+        signal::send(pid, sig)?;
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             let Some(child) = &mut self.child else {
@@ -291,7 +320,7 @@ impl ServerProcess {
                 self.kill9()?;
                 return Err(HarnessError::DidNotExit {
                     program: self.backend.program(),
-                    signal,
+                    signal: sig,
                     waited: STOP_TIMEOUT,
                 });
             }
@@ -299,20 +328,23 @@ impl ServerProcess {
         }
     }
 
-    /// Starts the server again on the same data dir and port and waits until
-    /// it is ready. A still-running process is first stopped gracefully
-    /// (SIGTERM); call [`ServerProcess::kill9`] before for a crash.
+    /// Starts the server again on the same data dir and ports and waits
+    /// until it is ready. A still-running process is first stopped
+    /// gracefully (SIGTERM); call [`ServerProcess::kill9`] before for a crash.
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         if self.is_running() {
             self.terminate().await?;
         }
         self.child = None;
-        self.spawn_and_wait().await
+        self.spawn()?;
+        self.wait_ready().await
     }
 
+    /// The flags: identity (derived by the harness), peer flags (from the
+    /// layout), limits, then the config's own.
     fn command(&self) -> Command {
-        let endpoint = self.endpoint();
-        let name = &self.config.name;
+        let me = self.layout.member(self.index);
+        let endpoint = me.client_url();
         let mut cmd = Command::new(self.backend.program());
         match &self.backend {
             Backend::Rollcall(_) => {
@@ -321,47 +353,51 @@ impl ServerProcess {
                     .arg(&self.data_dir)
                     .arg("--listen-client-urls")
                     .arg(&endpoint)
-                    // rollcall has no peers yet: its second free port serves metrics.
+                    // Its default metrics port (2381) is fixed; use a free one.
                     .arg("--listen-metrics-urls")
-                    .arg(format!("http://127.0.0.1:{}", self.peer_port))
+                    .arg(me.metrics_url())
                     .arg("--name")
-                    .arg(name);
-                if std::env::var_os("RUST_LOG").is_none() {
+                    .arg(&me.name);
+                let log_set = std::env::var_os("RUST_LOG").is_some()
+                    || self.config.env.iter().any(|(k, _)| k == "RUST_LOG");
+                if !log_set {
                     cmd.env("RUST_LOG", "info");
                 }
                 // Plain text in the log file.
                 cmd.env("NO_COLOR", "1");
             }
             Backend::Etcd => {
-                let peer = format!("http://127.0.0.1:{}", self.peer_port);
                 cmd.arg("--name")
-                    .arg(name)
+                    .arg(&me.name)
                     .arg("--data-dir")
                     .arg(&self.data_dir)
                     .arg("--listen-client-urls")
                     .arg(&endpoint)
                     .arg("--advertise-client-urls")
                     .arg(&endpoint)
-                    .arg("--listen-peer-urls")
-                    .arg(&peer)
-                    .arg("--initial-advertise-peer-urls")
-                    .arg(&peer)
-                    .arg("--initial-cluster")
-                    .arg(format!("{name}={peer}"))
                     .arg("--logger=zap")
                     .arg("--log-outputs=stderr");
             }
         }
+        let peer = match (&self.peer_args, &self.backend) {
+            (Some(f), _) => f(&self.layout, self.index),
+            (None, Backend::Etcd) => self.layout.etcd_peer_args(self.index),
+            (None, Backend::Rollcall(_)) => Vec::new(),
+        };
+        cmd.args(peer);
         if let Some(n) = self.config.max_request_bytes {
             cmd.arg("--max-request-bytes").arg(n.to_string());
         }
         if let Some(n) = self.config.max_txn_ops {
             cmd.arg("--max-txn-ops").arg(n.to_string());
         }
+        cmd.args(&self.config.args);
+        cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
-    async fn spawn_and_wait(&mut self) -> Result<(), HarnessError> {
+    /// Spawns the process without waiting for it to be ready.
+    pub(crate) fn spawn(&mut self) -> Result<(), HarnessError> {
         self.starts += 1;
         self.write_log_marker(&format!(
             "start #{} on {} (data dir {})",
@@ -379,10 +415,14 @@ impl ServerProcess {
             HarnessError::io(format!("spawn {}", self.backend.program().display()), e)
         })?;
         self.child = Some(child);
-        self.wait_ready().await
+        self.paused = false;
+        Ok(())
     }
 
-    async fn wait_ready(&mut self) -> Result<(), HarnessError> {
+    /// Waits, at most the config's `ready_timeout`, until the one readiness
+    /// probe passes: Maintenance.Status answers and names a leader. Fails
+    /// early when the process exits, and kills it when the time is up.
+    pub async fn wait_ready(&mut self) -> Result<(), HarnessError> {
         let started = Instant::now();
         let timeout = self.config.ready_timeout;
         let mut last_error = String::from("no probe finished");
@@ -410,33 +450,12 @@ impl ServerProcess {
                     log_tail: self.log_tail(40),
                 });
             }
-            match self.probe().await {
+            match probe(&self.endpoint()).await {
                 Ok(()) => return Ok(()),
                 Err(e) => last_error = e,
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// One readiness probe: Status answers and names a leader.
-    async fn probe(&self) -> Result<(), String> {
-        let endpoint = Endpoint::from_shared(self.endpoint())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(2));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let status = MaintenanceClient::new(channel)
-            .status(StatusRequest {})
-            .await
-            .map_err(|e| format!("Status: {e}"))?
-            .into_inner();
-        if status.leader == 0 {
-            return Err("Status answered with no leader yet".to_owned());
-        }
-        Ok(())
     }
 
     fn open_log(&self) -> Result<File, HarnessError> {
@@ -468,10 +487,39 @@ impl ServerProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    fn port_was_taken(&self) -> bool {
+    /// The whole server log.
+    #[must_use]
+    pub fn log_text(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn port_was_taken(&self) -> bool {
         let tail = self.log_tail(60).to_lowercase();
         tail.contains("address already in use") || tail.contains("addrinuse")
     }
+}
+
+/// The readiness probe: Status on `endpoint` answers and names a leader.
+async fn probe(endpoint: &str) -> Result<(), String> {
+    let endpoint = Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(2));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let status = MaintenanceClient::new(channel)
+        .status(StatusRequest {})
+        .await
+        .map_err(|e| format!("Status: {e}"))?
+        .into_inner();
+    if status.leader == 0 {
+        return Err("Status answered with no leader yet".to_owned());
+    }
+    Ok(())
 }
 
 impl Drop for ServerProcess {
@@ -479,8 +527,9 @@ impl Drop for ServerProcess {
         let _ = self.kill9();
         if std::thread::panicking() {
             eprintln!(
-                "----- {} log ({}), last lines -----\n{}\n----- end of log -----",
+                "----- {} {} log ({}), last lines -----\n{}\n----- end of log -----",
                 self.backend.name(),
+                self.name(),
                 self.dir.path().display(),
                 self.log_tail(40)
             );

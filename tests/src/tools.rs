@@ -1,16 +1,29 @@
-//! External tools the tests compare against (`etcd`, `etcdctl`), and the rule
-//! for when one is missing: a test that needs it says plainly that it is
-//! skipped and returns, unless `ROLLCALL_REQUIRE_ETCD=1` is set (CI sets it),
-//! in which case a missing tool fails the test instead.
+//! External tools some tests compare against or validate with (`etcd`,
+//! `etcdctl`, `promtool`), and the rule for when one is missing: the test
+//! prints `SKIPPED: <test>: <reason>` where the test runner shows it and
+//! returns — unless the tool's `ROLLCALL_REQUIRE_*` variable is `1` (CI sets
+//! them), in which case the test fails instead.
+//!
+//! Every check that does run is appended, one line each, to the file named
+//! by `ROLLCALL_TOOL_RUNS` when it is set, so CI can say how many
+//! tool-dependent checks actually ran.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// Environment variable that turns a skip for a missing tool into a failure.
+/// Environment variable that turns a skip for a missing etcd or etcdctl
+/// into a failure.
 pub const REQUIRE_ENV: &str = "ROLLCALL_REQUIRE_ETCD";
 
-/// What to install to get the tools.
-pub const INSTALL_HINT: &str = "apt-get install etcd-server etcd-client";
+/// Environment variable that turns a skip for a missing promtool into a
+/// failure.
+pub const REQUIRE_PROMTOOL_ENV: &str = "ROLLCALL_REQUIRE_PROMTOOL";
+
+/// Environment variable naming a file that gets one line per
+/// tool-dependent check that ran.
+pub const RUNS_FILE_ENV: &str = "ROLLCALL_TOOL_RUNS";
 
 /// An external program some tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +32,8 @@ pub enum Tool {
     Etcd,
     /// The etcd v3 command line client (Debian package `etcd-client`).
     Etcdctl,
+    /// Prometheus's rule checker (Debian package `prometheus`).
+    Promtool,
 }
 
 impl Tool {
@@ -28,15 +43,35 @@ impl Tool {
         match self {
             Tool::Etcd => "etcd",
             Tool::Etcdctl => "etcdctl",
+            Tool::Promtool => "promtool",
+        }
+    }
+
+    /// The variable that makes its absence a failure.
+    #[must_use]
+    pub fn require_env(self) -> &'static str {
+        match self {
+            Tool::Etcd | Tool::Etcdctl => REQUIRE_ENV,
+            Tool::Promtool => REQUIRE_PROMTOOL_ENV,
+        }
+    }
+
+    /// What to install to get it.
+    #[must_use]
+    pub fn install_hint(self) -> &'static str {
+        match self {
+            Tool::Etcd => "apt-get install etcd-server",
+            Tool::Etcdctl => "apt-get install etcd-client",
+            Tool::Promtool => "apt-get install prometheus",
         }
     }
 
     /// Whether the program is installed and runs (`etcd --version`,
-    /// `etcdctl version`).
+    /// `etcdctl version`, `promtool --version`).
     #[must_use]
     pub fn available(self) -> bool {
         let probe = match self {
-            Tool::Etcd => "--version",
+            Tool::Etcd | Tool::Promtool => "--version",
             Tool::Etcdctl => "version",
         };
         Command::new(self.program())
@@ -47,6 +82,12 @@ impl Tool {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
+    }
+
+    /// Whether its absence must fail tests rather than skip them.
+    #[must_use]
+    pub fn required(self) -> bool {
+        std::env::var(self.require_env()).is_ok_and(|v| v == "1")
     }
 }
 
@@ -62,12 +103,6 @@ pub fn etcdctl_available() -> bool {
     Tool::Etcdctl.available()
 }
 
-/// Whether missing tools must fail tests rather than skip them.
-#[must_use]
-pub fn tools_required() -> bool {
-    std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1")
-}
-
 /// What to do about a test that needs a tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -75,7 +110,7 @@ pub enum Decision {
     Run,
     /// The tool is missing and skipping is allowed.
     Skip,
-    /// The tool is missing and `ROLLCALL_REQUIRE_ETCD=1`: fail.
+    /// The tool is missing and its `ROLLCALL_REQUIRE_*` is `1`: fail.
     Fail,
 }
 
@@ -89,30 +124,124 @@ pub fn decide(available: bool, required: bool) -> Decision {
     }
 }
 
-/// Returns true when `tool` is available and the test should go on.
+/// Returns true when `tool` is available and the test should go on (and
+/// records the run, see the module docs).
 ///
-/// When it is missing, prints `SKIPPED: <test> needs <tool> (...)` and
-/// returns false, so the caller returns; but when `ROLLCALL_REQUIRE_ETCD=1`
-/// is set, panics instead.
+/// When it is missing, prints `SKIPPED: <test>: ...` and returns false, so
+/// the caller returns; but when the tool's `ROLLCALL_REQUIRE_*` is `1`,
+/// panics instead.
 ///
 /// # Panics
-/// When the tool is missing and `ROLLCALL_REQUIRE_ETCD=1`.
+/// When the tool is missing and required.
 #[must_use]
 pub fn require_or_skip(tool: Tool, test: &str) -> bool {
-    let message = || format!("{test} needs {} ({INSTALL_HINT})", tool.program());
-    match decide(tool.available(), tools_required()) {
-        Decision::Run => true,
+    let reason = || {
+        format!(
+            "{} is not installed ({})",
+            tool.program(),
+            tool.install_hint()
+        )
+    };
+    match decide(tool.available(), tool.required()) {
+        Decision::Run => {
+            record_run(tool, test);
+            true
+        }
         Decision::Fail => panic!(
-            "FAILED: {}, and {REQUIRE_ENV}=1 forbids skipping",
-            message()
+            "FAILED: {}: {}, and {}=1 forbids skipping",
+            running_test(test),
+            reason(),
+            tool.require_env()
         ),
         Decision::Skip => {
-            // Straight to the process's stderr: unlike `eprintln!`, this is
-            // not captured by the test runner, so the skip shows in a plain
-            // `cargo test`.
-            let _ = writeln!(std::io::stderr(), "SKIPPED: {}", message());
+            skipped(test, &reason());
             false
         }
+    }
+}
+
+/// Prints `SKIPPED: <binary>::<test>: <reason>` straight to the process's stderr:
+/// unlike `eprintln!`, this is not captured by the test runner, so the
+/// skip shows in a plain `cargo test`.
+pub fn skipped(test: &str, reason: &str) {
+    let line = format!("SKIPPED: {}: {reason}\n", running_test(test));
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// Runs `tool args…` in `dir` (bounded); panics with its output unless it
+/// succeeds. Returns stdout.
+pub fn run_in(dir: &Path, tool: Tool, args: &[&str]) -> String {
+    // Output goes to files, not pipes: a full pipe cannot stall the child.
+    let out = tempfile::tempfile().expect("temp file");
+    let err = tempfile::tempfile().expect("temp file");
+    let mut child = std::process::Command::new(tool.program())
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().expect("clone temp file"))
+        .stderr(err.try_clone().expect("clone temp file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", tool.program()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("poll {}: {e}", tool.program()))
+        {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {args:?} did not finish in 60 s", tool.program());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut text = String::new();
+        f.rewind().expect("rewind temp file");
+        f.read_to_string(&mut text).expect("read temp file");
+        text
+    };
+    let stdout = read(out);
+    assert!(
+        status.success(),
+        "{} {args:?} failed ({status}):\n{stdout}\n{}",
+        tool.program(),
+        read(err)
+    );
+    stdout
+}
+
+/// The running test's full name: `<binary>::<test path>`, from the name
+/// the test runner gives each test's thread (unique within a binary, and
+/// including the `::rollcall` / `::etcd` twin), else `test` as given.
+fn running_test(test: &str) -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .and_then(|stem| stem.split('-').next().map(str::to_owned))
+        .unwrap_or_default();
+    let current = std::thread::current();
+    match current.name().filter(|n| *n != "main") {
+        Some(name) => format!("{binary}::{name}"),
+        None => test.to_owned(),
+    }
+}
+
+fn record_run(tool: Tool, test: &str) {
+    let Some(path) = std::env::var_os(RUNS_FILE_ENV) else {
+        return;
+    };
+    let line = format!("{} {}\n", tool.program(), running_test(test));
+    // One short append per line: concurrent tests do not interleave within it.
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = file.write_all(line.as_bytes());
     }
 }
 

@@ -8,12 +8,14 @@
 //! - `put.rs`, `range.rs`, `txn_cas.rs`, `register_churn.rs`: closed-loop
 //!   scenarios over the driver;
 //! - `lease_keepalive.rs`: renewals pipelined over KeepAlive streams;
+//! - `lease_expiry.rs`: put latency while many leases expire at once;
 //! - `watch_latency.rs`: many watchers over shared streams, an open-loop
 //!   writer at a fixed rate, put-to-event latency;
 //! - `report.rs`: [`BenchReport`], printed as a table or as one JSON line.
 
 mod driver;
 mod keys;
+mod lease_expiry;
 mod lease_keepalive;
 mod put;
 mod range;
@@ -22,6 +24,7 @@ mod report;
 mod txn_cas;
 mod watch_latency;
 
+pub use lease_expiry::{LeaseExpiryBenchOptions, run_lease_expiry};
 pub use lease_keepalive::{LeaseKeepAliveBenchOptions, run_lease_keepalive};
 pub use put::{PutBenchOptions, run_put};
 pub use range::{RangeBenchOptions, run_range};

@@ -27,9 +27,10 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 
 use crate::bench::{
-    BenchReport, LeaseKeepAliveBenchOptions, PutBenchOptions, RangeBenchOptions,
-    RegisterChurnBenchOptions, TxnCasBenchOptions, WatchLatencyBenchOptions, run_lease_keepalive,
-    run_put, run_range, run_register_churn, run_txn_cas, run_watch_latency,
+    BenchReport, LeaseExpiryBenchOptions, LeaseKeepAliveBenchOptions, PutBenchOptions,
+    RangeBenchOptions, RegisterChurnBenchOptions, TxnCasBenchOptions, WatchLatencyBenchOptions,
+    run_lease_expiry, run_lease_keepalive, run_put, run_range, run_register_churn, run_txn_cas,
+    run_watch_latency,
 };
 use crate::error::ClientError;
 
@@ -121,6 +122,15 @@ pub enum Scenario {
     WatchLatency(WatchLatencyArgs),
     /// Lease renewals over KeepAlive streams.
     LeaseKeepalive(LeaseKeepAliveArgs),
+    /// Put latency while many leases (one key each) expire at once.
+    LeaseExpiry {
+        /// Leases granted up front, one key each.
+        #[arg(long, default_value_t = 10_000)]
+        leases: u64,
+        /// TTL of the leases, in seconds (shorter than the run).
+        #[arg(long, default_value_t = 3)]
+        ttl: i64,
+    },
     /// Grant + put with lease + keep-alive once + revoke cycles.
     RegisterChurn {
         /// TTL of the granted leases, in seconds.
@@ -197,6 +207,7 @@ impl BenchCommand {
             Scenario::TxnCas => "txn-cas",
             Scenario::WatchLatency(_) => "watch-latency",
             Scenario::LeaseKeepalive(_) => "lease-keepalive",
+            Scenario::LeaseExpiry { .. } => "lease-expiry",
             Scenario::RegisterChurn { .. } => "register-churn",
         }
     }
@@ -309,6 +320,23 @@ pub async fn run_report(command: &BenchCommand) -> Result<BenchReport, ClientErr
             o.progress = Some(Arc::clone(&counter));
             progress(o.total, o.duration)
                 .around(run_lease_keepalive(o))
+                .await
+        }
+        Scenario::LeaseExpiry { leases, ttl } => {
+            let mut o = common!(
+                args,
+                LeaseExpiryBenchOptions,
+                clients,
+                conns,
+                key_size,
+                val_size,
+                key_space
+            );
+            o.leases = *leases;
+            o.ttl = *ttl;
+            o.progress = Some(Arc::clone(&counter));
+            progress(o.total, o.duration)
+                .around(run_lease_expiry(o))
                 .await
         }
         Scenario::RegisterChurn { ttl } => {

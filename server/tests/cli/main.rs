@@ -25,6 +25,8 @@
 //!   unary calls, keep-alive and watch streams, and the CLI (including a
 //!   running `register`) continue on the second.
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
 mod failover;

@@ -5,6 +5,7 @@
 //! real etcd, which is where the expected outputs come from. (etcdctl 3.4 has
 //! no --count-only; count_only is covered through the gRPC client in `kv`.)
 
+use base64::Engine as _;
 use rollcall_tests::etcdctl::Etcdctl;
 use rollcall_tests::serde_json::Value;
 use rollcall_tests::{Backend, ServerProcess, Tool, require_or_skip};
@@ -46,26 +47,9 @@ async fn ctl_json(ctl: &Etcdctl, args: &[&str]) -> Value {
         .json()
 }
 
-/// Standard base64 (etcdctl's JSON encodes keys and values so).
+/// Standard base64 with padding: etcdctl's JSON encodes keys and values so.
 fn b64(data: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = data.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let index = (n >> (18 - 6 * i)) & 63;
-                out.push(char::from(ALPHABET[index as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 #[test]

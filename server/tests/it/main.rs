@@ -10,7 +10,8 @@
 //! `ROLLCALL_REQUIRE_ETCD=1`).
 //!
 //! Modules:
-//! - [`support`]: backends, a client bundle, request builders, error asserts.
+//! - [`support`]: the suite's client conveniences (builders and asserts are
+//!   the harness's).
 //! - [`kv`]: Range/Put/DeleteRange options and revision semantics.
 //! - [`txn`]: compares, branches, nesting.
 //! - [`compact`]: compaction and historical reads around it.
@@ -20,27 +21,15 @@
 //! - [`etcdctl`]: the real etcdctl against the server, outputs asserted.
 //! - [`crash`]: concurrent writers, `kill -9`, restart, durability checks.
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
-/// Declares, for each `async fn name(backend: Backend)` in the calling module,
-/// a module `name` with two tests: `rollcall` and `etcd`.
+/// Each test against rollcall and etcd, from one definition in the harness.
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rollcall() {
-                super::$name($crate::support::rollcall()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd() {
-                let test = concat!(module_path!(), "::etcd");
-                if let Some(backend) = $crate::support::etcd(test) {
-                    super::$name(backend).await;
-                }
-            }
-        }
-    )*};
+    ($($name:ident),+ $(,)?) => {
+        rollcall_tests::backend_tests!(rollcall = env!("CARGO_BIN_EXE_rollcall"); $($name),+);
+    };
 }
 
 mod compact;

@@ -5,12 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{FlaggedRollcall, deletes, distinct};
+use crate::support::{Client, deletes, distinct, start_flagged};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_lease_ttl_flag_raises_short_ttls() {
-    let server = FlaggedRollcall::start(&["--min-lease-ttl", "5"]).await;
-    let mut c = server.client().await;
+    let server = start_flagged(&["--min-lease-ttl", "5"]).await;
+    let mut c = Client::connect(&server).await;
     assert_eq!(c.grant(2, 0).await.ttl, 5);
     assert_eq!(c.grant(4, 0).await.ttl, 5);
     assert_eq!(c.grant(6, 0).await.ttl, 6);
@@ -18,9 +18,8 @@ async fn min_lease_ttl_flag_raises_short_ttls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_second_leases_with_min_ttl_one() {
-    let server =
-        FlaggedRollcall::start(&["--min-lease-ttl", "1", "--lease-check-interval-ms", "50"]).await;
-    let mut c = server.client().await;
+    let server = start_flagged(&["--min-lease-ttl", "1", "--lease-check-interval-ms", "50"]).await;
+    let mut c = Client::connect(&server).await;
     let start_rev = c.revision().await;
     let mut watcher = c.watch_prefix("one/", start_rev + 1).await;
     let granted_at = Instant::now();
@@ -43,14 +42,14 @@ async fn one_second_leases_with_min_ttl_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_batch_of_one_still_expires_everything() {
     const N: usize = 30;
-    let server = FlaggedRollcall::start(&[
+    let server = start_flagged(&[
         "--lease-revoke-batch",
         "1",
         "--lease-check-interval-ms",
         "20",
     ])
     .await;
-    let mut c = server.client().await;
+    let mut c = Client::connect(&server).await;
     let start_rev = c.revision().await;
     let mut watcher = c.watch_prefix("b/", start_rev + 1).await;
     for i in 0..N {

@@ -11,8 +11,8 @@
 //! Run only this binary with `cargo test -p rollcall-server --test lease`.
 //!
 //! Modules:
-//! - [`support`]: backends, a client bundle, keep-alive and watch streams,
-//!   bounded polling, error asserts.
+//! - [`support`]: the suite's client conveniences, a watcher of DELETEs,
+//!   etcd's lease error messages.
 //! - [`grant`]: ids (server- and client-chosen), duplicates, TTL bounds,
 //!   LeaseLeases.
 //! - [`attach`]: put/delete attach and detach keys; revoke deletes the
@@ -29,43 +29,20 @@
 //! - [`visibility`]: lease reads (TimeToLive) agree with KV reads while
 //!   revokes and attaching puts are in flight.
 //! - [`etcdctl`]: `etcdctl lease ...` and `put --lease` against the server.
-//! - [`bench`]: measurements, `#[ignore]`d (see the module for how to run).
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
-/// Bound on one behavioural test, so a hung server fails instead of hanging.
-const TEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// Declares, for each `async fn name(backend: Backend)` in the calling module,
-/// a module `name` with two tests: `rollcall` and `etcd`.
+/// Each test against rollcall and etcd, from one definition in the harness
+/// (which also bounds each test's time).
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rollcall() {
-                tokio::time::timeout(
-                    $crate::TEST_TIMEOUT,
-                    super::$name($crate::support::rollcall()),
-                )
-                .await
-                .expect("the test finishes in time");
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd() {
-                let test = concat!(module_path!(), "::etcd");
-                if let Some(backend) = $crate::support::etcd(test) {
-                    tokio::time::timeout($crate::TEST_TIMEOUT, super::$name(backend))
-                        .await
-                        .expect("the test finishes in time");
-                }
-            }
-        }
-    )*};
+    ($($name:ident),+ $(,)?) => {
+        rollcall_tests::backend_tests!(rollcall = env!("CARGO_BIN_EXE_rollcall"); $($name),+);
+    };
 }
 
 mod attach;
-mod bench;
 mod differential;
 mod etcdctl;
 mod expiry;

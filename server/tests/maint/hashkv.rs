@@ -33,7 +33,7 @@ backend_tests!(
 async fn apply_sequence(c: &mut Client, seed: u64) -> Vec<i64> {
     let mut rng = SplitMix64::new(seed);
     let lease = 0x5eed;
-    c.try_grant(lease, 600).await.expect("grant");
+    c.try_grant(600, lease).await.expect("grant");
     let mut revisions = Vec::new();
     for step in 0..150 {
         let index = rng.below(20);

@@ -3,8 +3,8 @@
 //! HashKV, Maintenance.Snapshot and `rollcall snapshot restore`.
 //!
 //! Every test runs real processes on free loopback ports in temp dirs
-//! ([`support::Member`] starts them with the flags the shared harness cannot
-//! pass). Where the behaviour is etcd's (alarm responses, error codes and
+//! ([`support::Member`] starts them, through the harness, with the flags
+//! the tests vary). Where the behaviour is etcd's (alarm responses, error codes and
 //! messages, etcdctl output, periodic auto-compaction), the test is written
 //! once as an `async fn(Kind)` and run by [`backend_tests!`] as
 //! `<test>::rollcall` and `<test>::etcd` against a real etcd 3.4, which shows
@@ -24,27 +24,16 @@
 //! - [`etcdctl`]: `etcdctl alarm list|disarm`, `compact`, `defrag`,
 //!   `endpoint health|hashkv` during and after a NOSPACE alarm.
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
-/// Declares, for each `async fn name(kind: Kind)` in the calling module, a
-/// module `name` with two tests: `rollcall` and `etcd`.
+/// Each test against rollcall and etcd, from one definition in the harness
+/// (a `Kind` is made from its `Backend`).
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn rollcall() {
-                super::$name($crate::support::Kind::Rollcall).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd() {
-                let test = concat!(module_path!(), "::etcd");
-                if $crate::support::have(rollcall_tests::Tool::Etcd, test) {
-                    super::$name($crate::support::Kind::Etcd).await;
-                }
-            }
-        }
-    )*};
+    ($($name:ident),+ $(,)?) => {
+        rollcall_tests::backend_tests!(rollcall = env!("CARGO_BIN_EXE_rollcall"); $($name),+);
+    };
 }
 
 mod compaction;

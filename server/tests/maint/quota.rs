@@ -91,7 +91,7 @@ async fn quota_exceeded_then_recovered(kind: Kind) {
     c.put("keep/a", "1").await;
     c.put("keep/b", "2").await;
     let lease = 0x7a11;
-    c.try_grant(lease, 600).await.expect("grant");
+    c.try_grant(600, lease).await.expect("grant");
     c.try_put(PutRequest {
         key: b("leased"),
         value: b("v"),
@@ -149,8 +149,8 @@ async fn quota_exceeded_then_recovered(kind: Kind) {
     assert_no_space(c.try_put(put_req("keep/a", "overwrite")).await);
     let put_txn = txn(vec![op(request_op::Request::RequestPut(put_req("t", "t")))]);
     assert_no_space(c.try_txn(put_txn).await);
-    assert_no_space(c.try_grant(0, 600).await);
-    assert_no_space(c.try_grant(0x7a12, 600).await);
+    assert_no_space(c.try_grant(600, 0).await);
+    assert_no_space(c.try_grant(600, 0x7a12).await);
     assert_eq!(
         c.revision().await,
         at_refusal,
@@ -254,7 +254,7 @@ async fn quota_exceeded_then_recovered(kind: Kind) {
     c.put("tiny", "t").await;
     let put_txn = txn(vec![op(request_op::Request::RequestPut(put_req("t", "t")))]);
     c.try_txn(put_txn).await.expect("txn put after disarm");
-    c.try_grant(0x7a13, 600).await.expect("grant after disarm");
+    c.try_grant(600, 0x7a13).await.expect("grant after disarm");
 
     // Nothing was lost or resurrected.
     let (_, all) = c.all_at(0).await;
@@ -285,7 +285,7 @@ async fn alarm_api_activate_get_deactivate(kind: Kind) {
     assert_eq!(c.status().await.errors, vec![status_error(me)]);
     // Raised by hand, far below the quota, it refuses writes all the same.
     assert_no_space(c.try_put(put_req("k", "w")).await);
-    assert_no_space(c.try_grant(0, 60).await);
+    assert_no_space(c.try_grant(60, 0).await);
     assert_eq!(c.get("k").await.unwrap().value, b("v"));
 
     let resp = c

@@ -143,7 +143,7 @@ async fn snapshot_under_writes_restores_to_a_consistent_member() {
 
     let leases = [0x100_i64, 0x200, 0x300];
     for (i, id) in leases.iter().enumerate() {
-        c.try_grant(*id, 600).await.expect("grant");
+        c.try_grant(600, *id).await.expect("grant");
         c.try_put(PutRequest {
             key: b(&format!("svc/{i}")),
             value: b("addr"),
@@ -286,7 +286,7 @@ async fn snapshot_file(dir: &Path, name: &str) -> PathBuf {
 #[track_caller]
 fn assert_refused(run: &Run, words: &str) {
     assert!(
-        run.code.is_some_and(|c| c != 0),
+        run.code().is_some_and(|c| c != 0),
         "`{}` did not fail: {run:?}",
         run.command
     );
@@ -335,7 +335,7 @@ async fn restore_refuses_a_non_empty_data_dir() {
 
     let run = restore(&file, &dir).await;
     assert!(
-        run.code.is_some_and(|c| c != 0),
+        run.code().is_some_and(|c| c != 0),
         "restore into a non-empty directory succeeded: {run:?}; it now holds {:?}",
         dir_entries(&dir)
     );
@@ -407,7 +407,7 @@ async fn restore_refuses_a_checksummed_file_that_is_not_a_database() {
     let dir = work.path().join("member");
 
     let run = restore(&junk, &dir).await;
-    assert!(run.code.is_some_and(|c| c != 0), "{run:?}");
+    assert!(run.code().is_some_and(|c| c != 0), "{run:?}");
     assert_nothing_restored(&dir);
 
     // The directory is still usable for a real snapshot.

@@ -14,12 +14,14 @@
 //! - [`dashboard`]: `deploy/grafana/rollcall-dashboard.json` is a Grafana
 //!   dashboard whose queries parse and read only exported metrics.
 //! - [`promql`]: the small PromQL tokenizer that finds metric names.
-//! - [`support`]: the server, its metrics port, HTTP GET, parsed scrapes.
+//! - [`support`]: the server, its metrics port and clients, promtool.
 //!
 //! Every server runs on free loopback ports; every wait is bounded. Tests
 //! that need `promtool` (Debian: `apt-get install prometheus`) print SKIPPED
 //! without it, or fail under `ROLLCALL_REQUIRE_PROMTOOL=1`.
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
 mod dashboard;

@@ -24,6 +24,8 @@
 //!   re-listing after compaction, `services()`, and the latency of dropping
 //!   a killed instance and adding a new one.
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
 mod discovery;

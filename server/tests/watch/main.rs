@@ -10,8 +10,8 @@
 //! `ROLLCALL_REQUIRE_ETCD=1`).
 //!
 //! Modules:
-//! - [`support`]: a launcher taking the watch flags, clients, a bounded watch
-//!   stream wrapper, and a model of committed events.
+//! - [`support`]: the watch flags for either server, the suite's writes, and
+//!   a model of committed events.
 //! - [`basic`]: ids, ranges, history replay, prev_kv, filters, cancel,
 //!   progress (requested and periodic), compaction, lease expiry.
 //! - [`scale`]: many watchers and streams, one response per txn revision,
@@ -20,27 +20,17 @@
 //!   against a model derived from the acknowledged writes.
 //! - [`etcdctl`]: `etcdctl watch` against the server, outputs asserted.
 
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
 #![allow(clippy::unwrap_used)]
 
-/// Declares, for each `async fn name(backend: Backend)` in the calling module,
-/// a module `name` with two tests: `rollcall` and `etcd`.
+/// Each test against rollcall and etcd, from one definition in the harness.
 macro_rules! backend_tests {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn rollcall() {
-                super::$name($crate::support::rollcall()).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn etcd() {
-                let test = concat!(module_path!(), "::etcd");
-                if let Some(backend) = $crate::support::etcd(test) {
-                    super::$name(backend).await;
-                }
-            }
-        }
-    )*};
+    ($($name:ident),+ $(,)?) => {
+        rollcall_tests::backend_tests!(
+            rollcall = env!("CARGO_BIN_EXE_rollcall"), threads = 4; $($name),+
+        );
+    };
 }
 
 mod basic;
