@@ -34,6 +34,30 @@ pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compac
 /// See [`COMPACTED`].
 pub const FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
 
+/// Declares `pub struct $name(Clients)`, dereferencing to the harness's
+/// [`Clients`], for a suite to add its own conveniences to in an `impl`.
+#[macro_export]
+macro_rules! suite_client {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone)]
+        pub struct $name(pub $crate::grpc::Clients);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::grpc::Clients;
+            fn deref(&self) -> &$crate::grpc::Clients {
+                &self.0
+            }
+        }
+
+        impl ::std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $crate::grpc::Clients {
+                &mut self.0
+            }
+        }
+    };
+}
+
 /// The stubs of one server, over one channel.
 #[derive(Clone)]
 pub struct Clients {

@@ -2,8 +2,6 @@
 //! shape is this suite's. Clients, request and txn builders and error
 //! asserts are the harness's.
 
-use std::ops::{Deref, DerefMut};
-
 use rollcall_proto::etcdserverpb::{
     CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutResponse, RangeResponse,
     TxnRequest, TxnResponse,
@@ -31,22 +29,10 @@ pub async fn start(backend: &Backend) -> ServerProcess {
     }
 }
 
-/// The harness's clients, with this suite's conveniences.
-#[derive(Clone)]
-pub struct Client(Clients);
-
-impl Deref for Client {
-    type Target = Clients;
-    fn deref(&self) -> &Clients {
-        &self.0
-    }
-}
-
-impl DerefMut for Client {
-    fn deref_mut(&mut self) -> &mut Clients {
-        &mut self.0
-    }
-}
+rollcall_tests::suite_client!(
+    /// The harness's clients, with this suite's conveniences.
+    Client
+);
 
 impl Client {
     pub async fn connect(server: &ServerProcess) -> Self {

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -61,22 +60,10 @@ pub fn put_req(key: &str, value: &str, lease: i64) -> PutRequest {
     }
 }
 
-/// The harness's clients, with this suite's conveniences.
-#[derive(Clone)]
-pub struct Client(Clients);
-
-impl Deref for Client {
-    type Target = Clients;
-    fn deref(&self) -> &Clients {
-        &self.0
-    }
-}
-
-impl DerefMut for Client {
-    fn deref_mut(&mut self) -> &mut Clients {
-        &mut self.0
-    }
-}
+rollcall_tests::suite_client!(
+    /// The harness's clients, with this suite's conveniences.
+    Client
+);
 
 impl Client {
     pub async fn connect(server: &ServerProcess) -> Self {

@@ -133,22 +133,10 @@ impl Member {
     }
 }
 
-/// The harness's clients, with this suite's conveniences.
-#[derive(Clone)]
-pub struct Client(Clients);
-
-impl Deref for Client {
-    type Target = Clients;
-    fn deref(&self) -> &Clients {
-        &self.0
-    }
-}
-
-impl DerefMut for Client {
-    fn deref_mut(&mut self) -> &mut Clients {
-        &mut self.0
-    }
-}
+rollcall_tests::suite_client!(
+    /// The harness's clients, with this suite's conveniences.
+    Client
+);
 
 impl Client {
     /// Puts and returns the revision it got.

@@ -5,7 +5,7 @@
 //! harness's.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 
 use bytes::Bytes;
 use rollcall_proto::etcdserverpb::{
@@ -127,22 +127,10 @@ impl Server {
     }
 }
 
-/// The harness's clients, with the writes of this suite.
-#[derive(Clone)]
-pub struct Client(Clients);
-
-impl Deref for Client {
-    type Target = Clients;
-    fn deref(&self) -> &Clients {
-        &self.0
-    }
-}
-
-impl DerefMut for Client {
-    fn deref_mut(&mut self) -> &mut Clients {
-        &mut self.0
-    }
-}
+rollcall_tests::suite_client!(
+    /// The harness's clients, with the writes of this suite.
+    Client
+);
 
 impl Client {
     pub fn over(channel: Channel) -> Self {
