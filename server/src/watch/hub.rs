@@ -126,7 +126,8 @@ pub(crate) enum CreateError {
 
 impl WatchHub {
     /// A hub whose published history ends at `last_rev`. Catch-up tasks run on
-    /// `runtime` (publishing happens on the applier thread, outside tokio).
+    /// `runtime` (publishing happens on the applier thread, not on a runtime
+    /// worker).
     pub(crate) fn new(
         store: Store,
         last_rev: i64,
