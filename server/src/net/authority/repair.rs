@@ -172,10 +172,12 @@ impl Repair {
             return self.give_up(RepairError::Malformed);
         };
         let raw = self.input.split_to(consumed);
-        match std::mem::replace(&mut self.mode, Mode::Passthrough) {
-            Mode::Inspect(mut decoder) => {
-                let headers = match decode_limited(&mut decoder, &block.fragment) {
-                    Ok(Some(headers)) if needs_repair(&headers) => headers,
+        let (decoder, mut encoder, headers) =
+            match std::mem::replace(&mut self.mode, Mode::Passthrough) {
+                Mode::Inspect(mut decoder) => match decode_limited(&mut decoder, &block.fragment) {
+                    Ok(Some(headers)) if needs_repair(&headers) => {
+                        (decoder, Box::new(Encoder::new()), headers)
+                    }
                     // Well formed (every client but etcdctl 3.4), too large
                     // or undecodable: the server sees the connection as
                     // sent and judges it by its own rules.
@@ -183,31 +185,25 @@ impl Repair {
                         self.output.unsplit(raw);
                         return Ok(true);
                     }
-                };
-                let mut encoder = Box::new(Encoder::new());
-                write_block(
-                    &mut encoder,
-                    &repair_headers(headers),
-                    block.stream_id,
-                    block.flags,
-                    &mut self.output,
-                )?;
-                self.mode = Mode::Rewrite(decoder, encoder);
-            }
-            Mode::Rewrite(mut decoder, mut encoder) => {
-                let headers =
-                    decode_limited(&mut decoder, &block.fragment)?.ok_or(RepairError::TooLarge)?;
-                write_block(
-                    &mut encoder,
-                    &repair_headers(headers),
-                    block.stream_id,
-                    block.flags,
-                    &mut self.output,
-                )?;
-                self.mode = Mode::Rewrite(decoder, encoder);
-            }
-            other => self.mode = other,
-        }
+                },
+                Mode::Rewrite(mut decoder, encoder) => {
+                    let headers = decode_limited(&mut decoder, &block.fragment)?
+                        .ok_or(RepairError::TooLarge)?;
+                    (decoder, encoder, headers)
+                }
+                other => {
+                    self.mode = other;
+                    return Ok(true);
+                }
+            };
+        write_block(
+            &mut encoder,
+            &repair_headers(headers),
+            block.stream_id,
+            block.flags,
+            &mut self.output,
+        )?;
+        self.mode = Mode::Rewrite(decoder, encoder);
         Ok(true)
     }
 
