@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("protos");
-    let files = ["rpc.proto", "kv.proto", "auth.proto"].map(|f| root.join(f));
+    let files = ["rpc.proto", "kv.proto", "auth.proto", "raft.proto"].map(|f| root.join(f));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

@@ -23,3 +23,10 @@ pub mod authpb {
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
+
+/// `rollcallraftpb`: rollcall's member-to-member protocol (the peer port),
+/// not part of etcd's API.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod rollcallraftpb {
+    tonic::include_proto!("rollcallraftpb");
+}

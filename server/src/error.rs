@@ -40,6 +40,41 @@ pub enum Refusal {
     NoSpace,
 }
 
+impl Refusal {
+    /// Every refusal, in the order of its stable code: the code is its
+    /// position here, so new refusals are only ever appended (members of
+    /// different versions exchange these codes, see `raft/codec.rs`).
+    const ALL: [Refusal; 13] = [
+        Refusal::EmptyKey,
+        Refusal::KeyNotFound,
+        Refusal::ValueProvided,
+        Refusal::LeaseProvided,
+        Refusal::TooManyOps,
+        Refusal::DuplicateKey,
+        Refusal::RequestTooLarge,
+        Refusal::Compacted,
+        Refusal::FutureRevision,
+        Refusal::LeaseNotFound,
+        Refusal::LeaseExists,
+        Refusal::LeaseTtlTooLarge,
+        Refusal::NoSpace,
+    ];
+
+    /// The refusal's stable code on the peer wire.
+    pub(crate) fn code(self) -> u32 {
+        Self::ALL
+            .iter()
+            .position(|r| *r == self)
+            .and_then(|i| u32::try_from(i).ok())
+            .unwrap_or(u32::MAX)
+    }
+
+    /// The refusal with stable code `code`, if there is one.
+    pub(crate) fn from_code(code: u32) -> Option<Self> {
+        Self::ALL.get(usize::try_from(code).ok()?).copied()
+    }
+}
+
 /// Everything that can go wrong in the store and the write path: a
 /// [`Refusal`], or a failure of this member (its disk, a broken invariant,
 /// a stopped applier) that says nothing about the request.
@@ -53,6 +88,13 @@ pub enum Error {
     /// The applier has stopped (shutdown or a fatal storage error).
     #[error("etcdserver: server stopped")]
     Stopped,
+    /// The cluster's answers to a request it could not serve now (etcd's
+    /// messages): retryable, on this member or another.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The replication engine failed on this member.
+    #[error("raft: {0}")]
+    Raft(String),
     #[error("storage: {0}")]
     Storage(#[from] redb::Error),
     #[error("corrupt record at revision {main}.{sub}: {reason}")]
@@ -62,6 +104,46 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Why a member of a cluster could not serve a request now, with etcd 3.4's
+/// messages (`rpctypes/error.go`): none says anything about the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: request timed out, possibly due to previous leader failure")]
+    TimeoutDueToLeaderFail,
+    #[error("etcdserver: request timed out, possibly due to connection lost")]
+    TimeoutDueToConnectionLost,
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    #[error("etcdserver: rpc not supported for learner")]
+    LearnerRpc,
+}
+
+impl ClusterError {
+    /// The error whose message is `message`, as a peer sent it.
+    pub(crate) fn from_message(message: &str) -> Option<Self> {
+        [
+            Self::NoLeader,
+            Self::NotLeader,
+            Self::LeaderChanged,
+            Self::Timeout,
+            Self::TimeoutDueToLeaderFail,
+            Self::TimeoutDueToConnectionLost,
+            Self::TooManyRequests,
+            Self::LearnerRpc,
+        ]
+        .into_iter()
+        .find(|e| e.to_string() == message)
+    }
 }
 
 macro_rules! storage_error_from {

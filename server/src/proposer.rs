@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
+use crate::settle::Settle;
 use crate::state::State;
 use crate::watch::WatchHub;
 
@@ -41,7 +42,13 @@ impl Proposer {
         metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
-        let applier = Applier::new(store, state, lessor, hub, metrics, rx);
+        let settle = Settle {
+            store,
+            lessor,
+            hub,
+            metrics,
+        };
+        let applier = Applier::new(state, settle, rx);
         // The applier stamps lease deadlines with tokio's clock; inside the
         // caller's runtime context that is the runtime's clock, which tests
         // can pause and advance, rather than the wall clock.

@@ -3,7 +3,7 @@
 
 use tonic::{Code, Status};
 
-use crate::error::{Error, Refusal};
+use crate::error::{ClusterError, Error, Refusal};
 
 impl From<Refusal> for Status {
     fn from(refusal: Refusal) -> Self {
@@ -31,6 +31,10 @@ impl From<Error> for Status {
         let code = match &e {
             Error::Refused(refusal) => return (*refusal).into(),
             Error::Stopped => Code::Unavailable,
+            Error::Cluster(ClusterError::NotLeader) => Code::FailedPrecondition,
+            Error::Cluster(ClusterError::TooManyRequests) => Code::ResourceExhausted,
+            Error::Cluster(_) => Code::Unavailable,
+            Error::Raft(_) => Code::Unavailable,
             Error::Storage(_)
             | Error::CorruptRecord { .. }
             | Error::DataDir { .. }

@@ -10,7 +10,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase};
 
 use crate::error::Error;
-pub use schema::{ALARMS, HISTORY, LEASES, META, MetaKey};
+pub use schema::{ALARMS, HISTORY, LEASES, META, MetaKey, RAFT_STATE};
 
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "rollcall.redb";
@@ -36,6 +36,7 @@ pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Database, Error> {
     txn.open_table(META)?;
     txn.open_table(LEASES)?;
     txn.open_table(ALARMS)?;
+    txn.open_table(RAFT_STATE)?;
     txn.commit()?;
     Ok(db)
 }

@@ -22,6 +22,12 @@ pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
 /// Active alarms: `(member id, alarm type)`.
 pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");
 
+/// The replicated state machine's own progress, written in the same
+/// transaction as the data it describes: `last_applied` (openraft's log id)
+/// and `membership` (the last applied membership), postcard-encoded. Empty
+/// on a single member without a replicated log.
+pub const RAFT_STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_state");
+
 /// Named counters and identities.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 
-use super::{ALARMS, DB_FILE, HISTORY, LEASES, META, MetaKey};
+use super::{ALARMS, DB_FILE, HISTORY, LEASES, META, MetaKey, RAFT_STATE};
 use crate::error::Error;
 
 /// Bytes of the checksum trailer.
@@ -59,13 +59,18 @@ where
 
 /// Writes a consistent copy of `db` to `path` (a new redb file).
 pub fn write_copy(db: &Database, path: &Path) -> Result<(), Error> {
-    let snapshot = db.begin_read()?;
+    write_copy_of(&db.begin_read()?, path)
+}
+
+/// Writes what `snapshot` sees to `path` (a new redb file).
+pub(crate) fn write_copy_of(snapshot: &redb::ReadTransaction, path: &Path) -> Result<(), Error> {
     let copy = Database::create(path)?;
     let txn = copy.begin_write()?;
-    copy_table(&snapshot, &txn, HISTORY)?;
-    copy_table(&snapshot, &txn, LEASES)?;
-    copy_table(&snapshot, &txn, ALARMS)?;
-    copy_table(&snapshot, &txn, META)?;
+    copy_table(snapshot, &txn, HISTORY)?;
+    copy_table(snapshot, &txn, LEASES)?;
+    copy_table(snapshot, &txn, ALARMS)?;
+    copy_table(snapshot, &txn, META)?;
+    copy_table(snapshot, &txn, RAFT_STATE)?;
     txn.commit()?;
     Ok(())
 }
@@ -151,6 +156,9 @@ fn reset_identity(path: &Path) -> Result<(), Error> {
             meta.insert(key.as_str(), rand::random::<u64>().max(1))
                 .map_err(Error::from)?;
         }
+        // The old cluster's log position means nothing to the new member.
+        let mut raft = txn.open_table(RAFT_STATE).map_err(Error::from)?;
+        raft.retain(|_, _| false).map_err(Error::from)?;
     }
     txn.commit().map_err(Error::from)?;
     Ok(())

@@ -16,6 +16,7 @@ mod mvcc_model;
 mod mvcc_store;
 mod mvcc_view;
 mod mvcc_write;
+mod raft_storage;
 mod server_inprocess;
 mod txn;
 mod watch_hub;

@@ -1,0 +1,16 @@
+//! Replication on openraft: a cluster of members that agree on one log of
+//! [`types::Batch`]es of client commands and apply it with the same pure
+//! step and post-commit step as a single member.
+//!
+//! * [`types`]: openraft's type configuration (entry payload, member node).
+//! * [`codec`]: commands and results as protobuf, openraft's messages as
+//!   postcard bytes.
+//! * [`log_store`]: the replicated log in its own redb file (the durable
+//!   point of a write).
+//! * [`state_machine`]: `apply` of committed entries in one redb transaction
+//!   of the member's database, with the last applied log id and membership.
+pub(crate) mod codec;
+pub(crate) mod log_store;
+pub(crate) mod snapshot;
+pub(crate) mod state_machine;
+pub(crate) mod types;
