@@ -128,6 +128,60 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_MAX_WATCHERS", default_value_t = 1_000_000)]
     pub max_watchers: usize,
 
+    /// The members of a new cluster, `NAME=PEER_URL,…` (etcd's flag). Without
+    /// it, and without a replicated log in `--data-dir`, rollcall runs as a
+    /// single member with no peer port. Ignored once the data dir holds a
+    /// replicated log: a restarted member rejoins with what its log says.
+    #[arg(long, env = "ROLLCALL_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+
+    /// `new` forms a new cluster from `--initial-cluster`; `existing` joins
+    /// a running cluster this member was added to (`member add`).
+    #[arg(
+        long,
+        env = "ROLLCALL_INITIAL_CLUSTER_STATE",
+        value_enum,
+        default_value = "new"
+    )]
+    pub initial_cluster_state: InitialClusterState,
+
+    /// Makes the ids of a new cluster unique to it: members with the same
+    /// peer URLs in two clusters still get different ids.
+    #[arg(
+        long,
+        env = "ROLLCALL_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+
+    /// Comma-separated URLs to serve the other members on (raft traffic).
+    #[arg(long, env = "ROLLCALL_LISTEN_PEER_URLS", value_delimiter = ',')]
+    pub listen_peer_urls: Vec<String>,
+
+    /// This member's peer URLs as the others reach them (default: the
+    /// `--initial-cluster` entry of `--name`, else `--listen-peer-urls`).
+    #[arg(
+        long,
+        env = "ROLLCALL_INITIAL_ADVERTISE_PEER_URLS",
+        value_delimiter = ','
+    )]
+    pub initial_advertise_peer_urls: Vec<String>,
+
+    /// This member's client URLs as clients reach them, shown by MemberList
+    /// (default: the bound `--listen-client-urls`).
+    #[arg(long, env = "ROLLCALL_ADVERTISE_CLIENT_URLS", value_delimiter = ',')]
+    pub advertise_client_urls: Vec<String>,
+
+    /// Leader heartbeat interval in milliseconds (etcd's flag and default).
+    #[arg(long, env = "ROLLCALL_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+
+    /// Election timeout in milliseconds (etcd's flag and default): a
+    /// follower that hears no leader for this long (randomized up to twice
+    /// it) starts an election.
+    #[arg(long, env = "ROLLCALL_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+
     /// Log line format on stderr: `text`, or `json` (one JSON object per line).
     #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -136,6 +190,14 @@ pub struct ServeConfig {
     /// own filter directives.
     #[arg(long, env = "ROLLCALL_LOG_LEVEL", value_enum, default_value = "info")]
     pub log_level: LogLevel,
+}
+
+/// `--initial-cluster-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum InitialClusterState {
+    #[default]
+    New,
+    Existing,
 }
 
 /// `--log-format`.

@@ -106,6 +106,19 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The same error for another caller of the same failed batch.
+    pub(crate) fn shareable(&self) -> Self {
+        match self {
+            Self::Refused(r) => Self::Refused(*r),
+            Self::Cluster(c) => Self::Cluster(*c),
+            Self::Stopped => Self::Stopped,
+            Self::Internal(m) => Self::Internal(m),
+            other => Self::Raft(other.to_string()),
+        }
+    }
+}
+
 /// Why a member of a cluster could not serve a request now, with etcd 3.4's
 /// messages (`rpctypes/error.go`): none says anything about the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

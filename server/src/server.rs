@@ -10,14 +10,16 @@ use rollcall_proto::etcdserverpb::kv_server::KvServer;
 use rollcall_proto::etcdserverpb::lease_server::LeaseServer;
 use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rollcall_proto::etcdserverpb::watch_server::WatchServer;
+use rollcall_proto::rollcallraftpb::peer_server::PeerServer;
 use tokio::net::TcpListener;
 
 use crate::api::cluster::ClusterService;
 use crate::api::header::HeaderFiller;
 use crate::api::kv::KvService;
-use crate::api::lease::LeaseService;
+use crate::api::lease::{LeaseAnswers, LeaseService};
 use crate::api::maintenance::MaintenanceService;
 use crate::api::oversize::OversizeStatusLayer;
+use crate::api::peer::PeerService;
 use crate::api::quota_guard::QuotaGuard;
 use crate::api::watch::WatchService;
 use crate::compactor::{self, Policy, RetentionError};
@@ -31,6 +33,10 @@ use crate::metrics::{self, Metrics};
 use crate::net;
 use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::proposer::Proposer;
+use crate::raft::bootstrap::{self, BootstrapError};
+use crate::raft::network::MAX_PEER_MESSAGE;
+use crate::raft::node::RaftNode;
+use crate::settle::Settle;
 use crate::state::State;
 use crate::watch::WatchHub;
 
@@ -48,6 +54,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("https:// client URLs need --cert-file and --key-file")]
     TlsWithoutCertificate,
+    #[error(transparent)]
+    Cluster(#[from] BootstrapError),
 }
 
 /// How long open RPCs may take to finish once shutdown begins.
@@ -59,6 +67,8 @@ pub struct Listeners {
     pub client: Vec<(TcpListener, bool)>,
     /// HTTP metrics and health.
     pub metrics: Vec<TcpListener>,
+    /// Raft traffic from the other members (cluster members only).
+    pub peer: Vec<TcpListener>,
 }
 
 /// Serves clients on `listeners` until `shutdown` resolves, then stops
@@ -71,6 +81,7 @@ pub async fn run(
     let Listeners {
         client: listeners,
         metrics: metrics_listeners,
+        peer: peer_listeners,
     } = listeners;
     let compaction = Policy::parse(
         config.auto_compaction_mode,
@@ -89,7 +100,25 @@ pub async fn run(
     } else {
         None
     };
-    let (store, state) = State::open(&config.data_dir, config.backend_cache_bytes)?;
+    let (mut store, state) = State::open(&config.data_dir, config.backend_cache_bytes)?;
+    let client_urls: Vec<String> = if config.advertise_client_urls.is_empty() {
+        listeners
+            .iter()
+            .filter_map(|(l, tls)| Some((l.local_addr().ok()?, *tls)))
+            .map(|(a, tls)| format!("{}://{a}", if tls { "https" } else { "http" }))
+            .collect()
+    } else {
+        config.advertise_client_urls.clone()
+    };
+    let plan = bootstrap::plan(
+        &config,
+        client_urls.clone(),
+        &config.data_dir,
+        store.identity.member_id,
+    )?;
+    if let Some(identity) = plan.as_ref().and_then(|p| p.identity) {
+        store.set_identity(identity)?;
+    }
     let metrics = Arc::new(Metrics::new());
     {
         let snapshot = store.snapshot();
@@ -122,14 +151,42 @@ pub async fn run(
         config.max_watchers,
         metrics.clone(),
     );
-    let (proposer, applier) = Proposer::start(
-        store.clone(),
-        state,
-        lessor.clone(),
-        hub.clone(),
-        metrics.clone(),
-    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (proposer, applier, node) = match plan.clone() {
+        None => {
+            let (proposer, applier) = Proposer::start(
+                store.clone(),
+                state,
+                lessor.clone(),
+                hub.clone(),
+                metrics.clone(),
+            );
+            (proposer, Some(applier), None)
+        }
+        Some(plan) => {
+            let settle = Settle {
+                store: store.clone(),
+                lessor: lessor.clone(),
+                hub: hub.clone(),
+                metrics: metrics.clone(),
+            };
+            tracing::info!(
+                name = %plan.node.name,
+                member_id = format_args!("{:x}", plan.node.id),
+                peer_urls = ?plan.me.peer_urls,
+                "starting as a cluster member"
+            );
+            let node = RaftNode::start(plan.node.clone(), state, settle).await?;
+            tokio::spawn(node.clone().publish_self(plan.me.clone(), stop_rx.clone()));
+            tokio::spawn(follow_raft(node.clone(), store.clone(), stop_rx.clone()));
+            (
+                Proposer::replicated(node.clone(), store.clone()),
+                None,
+                Some(node),
+            )
+        }
+    };
+
     let expiry = tokio::spawn(expiry::run(
         lessor.clone(),
         proposer.clone(),
@@ -137,6 +194,10 @@ pub async fn run(
         ExpiryConfig {
             check_interval: Duration::from_millis(config.lease_check_interval_ms.max(1)),
             max_revokes_per_tick: config.lease_revoke_batch.max(1),
+        },
+        {
+            let store = store.clone();
+            move || store.read_committed().leases.ids().collect()
         },
         stop_rx.clone(),
     ));
@@ -155,6 +216,7 @@ pub async fn run(
     .max_encoding_message_size(usize::MAX);
     let maintenance =
         MaintenanceServer::new(MaintenanceService::new(store.clone(), proposer.clone()));
+    let lease_answers = LeaseAnswers::new(store.clone(), lessor.clone(), metrics.clone());
     let lease = LeaseServer::new(LeaseService::new(
         store.clone(),
         proposer.clone(),
@@ -164,15 +226,11 @@ pub async fn run(
         quota,
         stop_rx.clone(),
     ));
-    let client_urls = listeners
-        .iter()
-        .filter_map(|(l, tls)| Some((l.local_addr().ok()?, *tls)))
-        .map(|(a, tls)| format!("{}://{a}", if tls { "https" } else { "http" }))
-        .collect();
     let cluster = ClusterServer::new(ClusterService::new(
         HeaderFiller::new(store.clone()),
         config.name.clone(),
         client_urls,
+        proposer.clone(),
     ));
 
     let compactor = tokio::spawn(compactor::run(
@@ -223,6 +281,23 @@ pub async fn run(
         }
     }
 
+    if let Some(node) = &node {
+        let peer = PeerServer::new(PeerService::new(node.clone(), lease_answers))
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        for listener in peer_listeners {
+            tracing::info!(address = ?listener.local_addr().ok(), "serving the other members");
+            let mut stop = stop_rx.clone();
+            let router = tonic::transport::Server::builder().add_service(peer.clone());
+            servers.spawn(router.serve_with_incoming_shutdown(
+                net::incoming::incoming(listener),
+                async move {
+                    let _ = stop.wait_for(|stopped| *stopped).await;
+                },
+            ));
+        }
+    }
+
     let http_state = Arc::new(HttpState {
         metrics,
         quota_bytes: quota_bytes_in_force,
@@ -266,18 +341,45 @@ pub async fn run(
     let _ = compactor.await;
     // Dropping the last proposer ends the applier after its current batch.
     drop((kv, maintenance, cluster, lease, watch, proposer));
-    let applied = tokio::task::spawn_blocking(move || applier.join())
-        .await
-        .map_err(|e| ServeError::Applier(e.to_string()))?;
-    match applied {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(ServeError::Store(e)),
-        Err(_) => return Err(ServeError::Applier("panicked".into())),
+    if let Some(node) = node {
+        node.shutdown().await;
+    }
+    if let Some(applier) = applier {
+        let applied = tokio::task::spawn_blocking(move || applier.join())
+            .await
+            .map_err(|e| ServeError::Applier(e.to_string()))?;
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ServeError::Store(e)),
+            Err(_) => return Err(ServeError::Applier("panicked".into())),
+        }
     }
     match served {
         Some(Ok(Err(e))) => Err(e.into()),
         Some(Err(e)) => Err(ServeError::Applier(e.to_string())),
         _ => Ok(()),
+    }
+}
+
+/// Keeps what depends on the raft position current: the term in response
+/// headers.
+async fn follow_raft(
+    node: Arc<RaftNode>,
+    store: crate::mvcc::Store,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let (term, leader) = {
+            let m = metrics.borrow_and_update();
+            (m.current_term, m.current_leader)
+        };
+        store.set_raft_term(term);
+        tracing::debug!(term, leader = ?leader, "raft position");
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
     }
 }
 

@@ -1,13 +1,10 @@
 //! Response headers as etcd fills them: cluster and member identity, the raft
-//! term (1 on a single member), and the store revision when the handler did
-//! not set one.
+//! term (1 on a single member, the current term in a cluster), and the store
+//! revision when the handler did not set one.
 
 use rollcall_proto::etcdserverpb::ResponseHeader;
 
 use crate::mvcc::Store;
-
-/// The raft term a single member reports; it never holds an election.
-pub(crate) const RAFT_TERM: u64 = 1;
 
 #[derive(Clone)]
 pub(crate) struct HeaderFiller {
@@ -32,7 +29,7 @@ impl HeaderFiller {
         let h = header.get_or_insert_with(ResponseHeader::default);
         h.cluster_id = self.cluster_id();
         h.member_id = self.member_id();
-        h.raft_term = RAFT_TERM;
+        h.raft_term = self.store.raft_term();
         if h.revision == 0 {
             h.revision = self.store.current_rev();
         }

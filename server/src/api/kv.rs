@@ -68,7 +68,12 @@ impl Kv for KvService {
     ) -> Result<Response<RangeResponse>, Status> {
         let req = request.into_inner();
         validate::check_range(&req)?;
-        // A single member's committed state is linearizable and serializable alike.
+        // Serializable reads answer from this member's applied state now;
+        // linearizable ones first wait for a read index (at once on a
+        // single member, whose committed state is both).
+        if !req.serializable {
+            self.proposer.read_barrier().await?;
+        }
         let mut resp = self.store.read(|view| view.range(&req))?;
         self.header.fill(&mut resp.header);
         Ok(Response::new(resp))
@@ -111,7 +116,9 @@ impl Kv for KvService {
         self.quota.admit(quota::txn_cost(&req)).await?;
         validate::check_txn(&req, self.max_txn_ops)?;
         let mut resp = if crate::txn::is_read_only(&req) {
-            // Read-only txns change nothing: serve them from a snapshot, as etcd does.
+            // Read-only txns change nothing: serve them from a snapshot, as
+            // etcd does, after the same fence as a linearizable range.
+            self.proposer.read_barrier().await?;
             self.store.read(|view| apply::read_only_txn(view, &req))?
         } else {
             match self.propose(req.encoded_len(), Command::Txn(req)).await? {

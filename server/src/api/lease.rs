@@ -32,11 +32,10 @@ const KEEPALIVE_BUFFER: usize = 256;
 pub(crate) struct LeaseService {
     /// Turns true when the server stops: open keep-alive streams then end.
     stop: tokio::sync::watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
     quota: QuotaGuard,
     store: Store,
     proposer: Proposer,
-    lessor: Arc<Lessor>,
+    answers: LeaseAnswers,
     header: HeaderFiller,
     /// Shorter requested TTLs are raised to this (seconds).
     min_ttl: i64,
@@ -53,13 +52,13 @@ impl LeaseService {
         stop: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let header = HeaderFiller::new(store.clone());
+        let answers = LeaseAnswers::new(store.clone(), lessor, metrics.clone());
         Self {
             stop,
-            metrics,
             quota,
             store,
             proposer,
-            lessor,
+            answers,
             header,
             min_ttl,
         }
@@ -73,6 +72,79 @@ impl LeaseService {
             if id != 0 && !committed.leases.contains(id) {
                 return id;
             }
+        }
+    }
+}
+
+/// The answers only the member running the lease clock can give (the
+/// single member, or a cluster's leader): keep-alive and TimeToLive.
+#[derive(Clone)]
+pub(crate) struct LeaseAnswers {
+    store: Store,
+    lessor: Arc<Lessor>,
+    metrics: Arc<Metrics>,
+    header: HeaderFiller,
+}
+
+impl LeaseAnswers {
+    pub(crate) fn new(store: Store, lessor: Arc<Lessor>, metrics: Arc<Metrics>) -> Self {
+        let header = HeaderFiller::new(store.clone());
+        Self {
+            store,
+            lessor,
+            metrics,
+            header,
+        }
+    }
+
+    /// Renews lease `id`; an unknown or expired lease answers TTL 0, as etcd
+    /// does.
+    pub(crate) fn keep_alive(&self, id: i64) -> LeaseKeepAliveResponse {
+        let ttl = self.lessor.renew(id, Instant::now()).unwrap_or(0);
+        if ttl > 0 {
+            self.metrics.lease_renewed.inc();
+        }
+        LeaseKeepAliveResponse {
+            header: self.header.header(),
+            id,
+            ttl,
+        }
+    }
+
+    pub(crate) fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let found = {
+            let committed = self.store.read_committed();
+            committed.leases.get(req.id).map(|entry| {
+                let keys = if req.keys {
+                    entry.keys.iter().cloned().collect()
+                } else {
+                    Vec::new()
+                };
+                (entry.ttl, keys)
+            })
+        };
+        match found {
+            Some((granted_ttl, keys)) => {
+                let remaining = self
+                    .lessor
+                    .remaining(req.id, Instant::now())
+                    .unwrap_or_default();
+                LeaseTimeToLiveResponse {
+                    header: self.header.header(),
+                    id: req.id,
+                    ttl: i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX),
+                    granted_ttl,
+                    keys,
+                }
+            }
+            // etcd answers an unknown lease with TTL -1 rather than an error.
+            None => LeaseTimeToLiveResponse {
+                header: self.header.header(),
+                id: req.id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            },
         }
     }
 }
@@ -136,24 +208,28 @@ impl Lease for LeaseService {
     ) -> Result<Response<KeepAliveStream>, Status> {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
-        let lessor = self.lessor.clone();
-        let header = self.header.clone();
-        let metrics = self.metrics.clone();
+        let answers = self.answers.clone();
+        let proposer = self.proposer.clone();
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
                 let reply = match next {
-                    Ok(req) => {
-                        // An unknown or expired lease answers TTL 0, as etcd does.
-                        let ttl = lessor.renew(req.id, Instant::now()).unwrap_or(0);
-                        if ttl > 0 {
-                            metrics.lease_renewed.inc();
-                        }
-                        Ok(LeaseKeepAliveResponse {
-                            header: header.header(),
-                            id: req.id,
-                            ttl,
-                        })
-                    }
+                    Ok(req) => match proposer.node() {
+                        // Deadlines live on the leader: a follower forwards.
+                        Some(node) => match node
+                            .on_leader(|mut leader| {
+                                async move { leader.lease_keep_alive(req).await }
+                            })
+                            .await
+                        {
+                            Ok(Some(resp)) => Ok(LeaseKeepAliveResponse {
+                                header: answers.header.header(),
+                                ..resp.into_inner()
+                            }),
+                            Ok(None) => Ok(answers.keep_alive(req.id)),
+                            Err(e) => Err(Status::from(e)),
+                        },
+                        None => Ok(answers.keep_alive(req.id)),
+                    },
                     Err(status) => Err(status),
                 };
                 let failed = reply.is_err();
@@ -171,41 +247,20 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        let found = {
-            let committed = self.store.read_committed();
-            committed.leases.get(req.id).map(|entry| {
-                let keys = if req.keys {
-                    entry.keys.iter().cloned().collect()
-                } else {
-                    Vec::new()
-                };
-                (entry.ttl, keys)
-            })
-        };
-        let resp = match found {
-            Some((granted_ttl, keys)) => {
-                let remaining = self
-                    .lessor
-                    .remaining(req.id, Instant::now())
-                    .unwrap_or_default();
-                LeaseTimeToLiveResponse {
+        if let Some(node) = self.proposer.node() {
+            let forwarded = node
+                .on_leader(|mut leader| {
+                    async move { leader.lease_time_to_live(req).await }
+                })
+                .await?;
+            if let Some(resp) = forwarded {
+                return Ok(Response::new(LeaseTimeToLiveResponse {
                     header: self.header.header(),
-                    id: req.id,
-                    ttl: i64::try_from(remaining.as_secs()).unwrap_or(i64::MAX),
-                    granted_ttl,
-                    keys,
-                }
+                    ..resp.into_inner()
+                }));
             }
-            // etcd answers an unknown lease with TTL -1 rather than an error.
-            None => LeaseTimeToLiveResponse {
-                header: self.header.header(),
-                id: req.id,
-                ttl: -1,
-                granted_ttl: 0,
-                keys: Vec::new(),
-            },
-        };
-        Ok(Response::new(resp))
+        }
+        Ok(Response::new(self.answers.time_to_live(&req)))
     }
 
     async fn lease_leases(

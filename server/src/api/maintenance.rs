@@ -15,11 +15,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::header::{HeaderFiller, RAFT_TERM};
+use super::header::HeaderFiller;
 use crate::apply::{Applied, Command};
 use crate::error::Error;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
+use crate::raft::node::RaftPosition;
 use crate::storage::MetaKey;
 use crate::storage::snapshot;
 
@@ -137,20 +138,32 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let applied = self.store.meta(MetaKey::AppliedIndex)?.unwrap_or(0);
+        let position = match self.proposer.node() {
+            Some(node) => node.position(),
+            None => {
+                let applied = self.store.meta(MetaKey::AppliedIndex)?.unwrap_or(0);
+                RaftPosition {
+                    leader: self.header.member_id(),
+                    term: 1,
+                    index: applied,
+                    applied,
+                    is_learner: false,
+                }
+            }
+        };
         let db_size = self.store.db_size();
         let errors = self.store.read_committed().alarms.describe();
         Ok(Response::new(StatusResponse {
             header: self.header.header(),
             version: ETCD_COMPATIBLE_VERSION.into(),
             db_size,
-            leader: self.header.member_id(),
-            raft_index: applied,
-            raft_term: RAFT_TERM,
-            raft_applied_index: applied,
+            leader: position.leader,
+            raft_index: position.index,
+            raft_term: position.term,
+            raft_applied_index: position.applied,
             errors,
             db_size_in_use: db_size,
-            is_learner: false,
+            is_learner: position.is_learner,
         }))
     }
 }

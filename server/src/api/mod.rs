@@ -7,6 +7,7 @@ pub(crate) mod kv;
 pub(crate) mod lease;
 pub(crate) mod maintenance;
 pub(crate) mod oversize;
+pub(crate) mod peer;
 pub(crate) mod quota_guard;
 pub(crate) mod shutdown;
 pub(crate) mod status;

@@ -25,20 +25,43 @@ pub(crate) struct ExpiryConfig {
     pub max_revokes_per_tick: usize,
 }
 
-/// Runs until `stop` turns true.
+/// Runs until `stop` turns true. Only a member that runs the lease clock
+/// (a single member, or a cluster's leader) expires anything; when a member
+/// becomes leader, every lease (`granted()`: id and TTL) starts a full TTL
+/// from then, so an election never expires healthy services.
 pub(crate) async fn run(
     lessor: Arc<Lessor>,
     proposer: Proposer,
     metrics: Arc<Metrics>,
     config: ExpiryConfig,
+    granted: impl Fn() -> Vec<(i64, i64)> + Send + 'static,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(config.check_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A single member's leases got their fresh TTL at start-up already.
+    let mut leading = proposer.node().is_none();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        if !proposer.runs_lease_clock() {
+            leading = false;
+            continue;
+        }
+        if !leading {
+            leading = true;
+            let now = Instant::now();
+            let leases = granted();
+            tracing::info!(
+                leases = leases.len(),
+                "leading: every lease starts a full TTL"
+            );
+            for (id, ttl) in leases {
+                lessor.start(id, ttl, now);
+            }
+            continue;
         }
         let expired = lessor.take_expired(Instant::now(), config.max_revokes_per_tick);
         if expired.is_empty() {

@@ -20,7 +20,7 @@
 //!   indexes.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable};
@@ -72,6 +72,9 @@ pub(crate) struct Store {
     /// The file's size, refreshed by the applier after each commit (the only
     /// time it changes), so the quota check on every write needs no syscall.
     size: Arc<AtomicI64>,
+    /// The raft term response headers carry: 1 on a single member, the
+    /// current term in a cluster (kept current by the raft node).
+    raft_term: Arc<AtomicU64>,
 }
 
 /// The history table of a read transaction.
@@ -88,9 +91,35 @@ impl Store {
             identity,
             path: data_dir.join(storage::DB_FILE),
             size: Arc::new(AtomicI64::new(0)),
+            raft_term: Arc::new(AtomicU64::new(1)),
         };
         store.refresh_size();
         Ok(store)
+    }
+
+    /// Replaces the identity chosen at first start with a cluster's ids
+    /// (derived from its flags), durably. Call before cloning the store.
+    pub(crate) fn set_identity(&mut self, identity: Identity) -> Result<(), Error> {
+        let db = self.db();
+        let txn = db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert(MetaKey::ClusterId.as_str(), identity.cluster_id)?;
+            meta.insert(MetaKey::MemberId.as_str(), identity.member_id)?;
+        }
+        txn.commit()?;
+        drop(db);
+        self.identity = identity;
+        Ok(())
+    }
+
+    /// The raft term for response headers.
+    pub(crate) fn raft_term(&self) -> u64 {
+        self.raft_term.load(AtomicOrdering::Relaxed)
+    }
+
+    pub(crate) fn set_raft_term(&self, term: u64) {
+        self.raft_term.store(term.max(1), AtomicOrdering::Relaxed);
     }
 
     /// Publishes the state of a committed batch: a new snapshot of the key

@@ -9,8 +9,16 @@
 //!   point of a write).
 //! * [`state_machine`]: `apply` of committed entries in one redb transaction
 //!   of the member's database, with the last applied log id and membership.
+// openraft's storage traits fix the error type (`StorageError`, large); the
+// helpers behind them return it too rather than converting twice.
+#![allow(clippy::result_large_err)]
+
+pub(crate) mod bootstrap;
 pub(crate) mod codec;
 pub(crate) mod log_store;
+pub(crate) mod members;
+pub(crate) mod network;
+pub(crate) mod node;
 pub(crate) mod snapshot;
 pub(crate) mod state_machine;
 pub(crate) mod types;

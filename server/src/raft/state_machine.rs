@@ -235,11 +235,3 @@ impl RaftSnapshotBuilder<TypeConfig> for snapshot::Builder {
         self.build().await
     }
 }
-
-/// The state machine's shared handle for tests and metrics: the store.
-pub(crate) fn applied_index(db: &redb::Database) -> u64 {
-    StateMachine::read_applied(db)
-        .ok()
-        .and_then(|(last, _)| last)
-        .map_or(0, |l| l.index)
-}

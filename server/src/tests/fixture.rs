@@ -747,6 +747,7 @@ impl InProcess {
             crate::server::Listeners {
                 client: vec![(listener, false)],
                 metrics: Vec::new(),
+                peer: Vec::new(),
             },
             async move {
                 let _ = stop.await;

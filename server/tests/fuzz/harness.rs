@@ -98,6 +98,7 @@ impl Server {
             Listeners {
                 client: vec![(listener, false)],
                 metrics: vec![],
+                peer: vec![],
             },
             async move {
                 let _ = stopped.await;

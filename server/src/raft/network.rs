@@ -1,0 +1,161 @@
+//! Raft traffic to the other members: openraft's `RaftNetwork` over the
+//! peer service (`proto/protos/raft.proto`) on each member's first peer URL.
+//! Requests and answers are postcard bytes; a member's own refusal
+//! (`RaftError`) comes back inside the answer, a transport failure as
+//! `Unreachable` so openraft backs off.
+
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use rollcall_proto::rollcallraftpb::RaftMessage;
+use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use super::codec;
+use super::types::{MemberNode, TypeConfig};
+
+/// Largest peer message: append-entries batches and snapshot chunks.
+pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// A lazily connected client of one member's peer service.
+pub(crate) fn peer_client(url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(url.to_string())?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_millis(500))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .connect_lazy();
+    Ok(PeerClient::new(channel)
+        .max_decoding_message_size(MAX_PEER_MESSAGE)
+        .max_encoding_message_size(MAX_PEER_MESSAGE))
+}
+
+/// Makes one [`PeerConnection`] per target member.
+#[derive(Clone, Default)]
+pub(crate) struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
+        let url = node.peer_urls.first().cloned().unwrap_or_default();
+        PeerConnection {
+            target,
+            client: peer_client(&url).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+pub(crate) struct PeerConnection {
+    target: u64,
+    client: Result<PeerClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Transport(String);
+
+type Rpc<T, E> = Result<T, RPCError<u64, MemberNode, RaftError<u64, E>>>;
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        kind: Kind,
+        request: &Req,
+        timeout: Duration,
+    ) -> Rpc<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &self.client {
+            Ok(client) => client.clone(),
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&Transport(
+                    e.clone(),
+                ))));
+            }
+        };
+        let data =
+            codec::to_bytes(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut message = tonic::Request::new(RaftMessage { data: data.into() });
+        message.set_timeout(timeout);
+        let mut client = client;
+        let reply = match kind {
+            Kind::Append => client.append_entries(message).await,
+            Kind::Vote => client.vote(message).await,
+            Kind::Snapshot => client.install_snapshot(message).await,
+        };
+        let reply = reply.map_err(|status| {
+            let e = Transport(format!("{}: {}", status.code(), status.message()));
+            match status.code() {
+                tonic::Code::Unavailable
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            }
+        })?;
+        let answer: Result<Resp, RaftError<u64, E>> =
+            codec::from_bytes(&reply.into_inner().data)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<AppendEntriesResponse<u64>, openraft::error::Infallible> {
+        self.call(Kind::Append, &rpc, option.hard_ttl()).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Rpc<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        if rpc.offset == 0 {
+            tracing::info!(
+                target_member = format_args!("{:x}", self.target),
+                snapshot = %rpc.meta.snapshot_id,
+                "sending a snapshot"
+            );
+        }
+        if rpc.done {
+            tracing::info!(
+                target_member = format_args!("{:x}", self.target),
+                snapshot = %rpc.meta.snapshot_id,
+                bytes = rpc.offset + rpc.data.len() as u64,
+                "sent the last chunk of a snapshot"
+            );
+        }
+        self.call(Kind::Snapshot, &rpc, option.hard_ttl()).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Rpc<VoteResponse<u64>, openraft::error::Infallible> {
+        self.call(Kind::Vote, &rpc, option.hard_ttl()).await
+    }
+}

@@ -1,0 +1,447 @@
+//! One member of a replicated cluster: the openraft instance with its log
+//! store, state machine and network, and everything the API layer asks of
+//! it — propose a batch (on the leader, or forwarded to it), fence a
+//! linearizable read (read index), find the leader, describe the members
+//! and the raft position.
+//!
+//! Every wait is bounded by the request timeout (etcd's: 5 s + 2 × the
+//! election timeout); past it the caller gets etcd's timeout error, so a
+//! partitioned minority refuses writes and linearizable reads in bounded
+//! time while serializable reads still answer locally.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{Config, ServerState, SnapshotPolicy};
+use rollcall_proto::rollcallraftpb::ReadIndexRequest;
+use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use super::codec;
+use super::log_store::LogStore;
+use super::network::{Network, peer_client};
+use super::state_machine::StateMachine;
+use super::types::{Batch, MemberNode, Raft};
+use crate::apply::{Applied, Command};
+use crate::error::{ClusterError, Error, Refusal};
+use crate::settle::Settle;
+use crate::state::State;
+
+/// How a member starts, from etcd's flags.
+#[derive(Debug, Clone)]
+pub(crate) struct NodeConfig {
+    pub id: u64,
+    pub name: String,
+    /// The members to form a new cluster with; `None` when joining an
+    /// existing cluster or restarting (the log says who is in it).
+    pub bootstrap: Option<BTreeMap<u64, MemberNode>>,
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// etcd's request timeout: 5 s + 2 × the election timeout.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout
+    }
+}
+
+/// Raft position for Status and response headers.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RaftPosition {
+    pub leader: u64,
+    pub term: u64,
+    pub index: u64,
+    pub applied: u64,
+    pub is_learner: bool,
+}
+
+/// A member of the cluster as MemberList shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct MemberInfo {
+    pub id: u64,
+    pub node: MemberNode,
+    pub is_learner: bool,
+}
+
+pub(crate) struct RaftNode {
+    pub raft: Raft,
+    pub config: NodeConfig,
+    /// Peer clients by URL, reused across requests.
+    clients: Mutex<HashMap<String, PeerClient<Channel>>>,
+}
+
+impl RaftNode {
+    /// Opens the log under the store's data directory, starts openraft and,
+    /// on a pristine member of a new cluster, initializes the membership
+    /// (every initial member does so with the same members, which openraft
+    /// allows).
+    pub(crate) async fn start(
+        config: NodeConfig,
+        state: State,
+        settle: Settle,
+    ) -> Result<Arc<Self>, Error> {
+        let data_dir = settle.store.data_dir().to_path_buf();
+        let log = LogStore::open(&data_dir)?;
+        let pristine = log.is_pristine().map_err(|e| Error::Raft(e.to_string()))?;
+        let state_machine = StateMachine::new(state, settle)?;
+        let election_ms = u64::try_from(config.election_timeout.as_millis()).unwrap_or(1000);
+        let raft_config = Config {
+            cluster_name: "rollcall".into(),
+            heartbeat_interval: u64::try_from(config.heartbeat.as_millis()).unwrap_or(100),
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            install_snapshot_timeout: 10_000,
+            max_payload_entries: 64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+            snapshot_max_chunk_size: 1024 * 1024,
+            max_in_snapshot_log_to_keep: 1000,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| Error::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            Network,
+            log,
+            state_machine,
+        )
+        .await
+        .map_err(|e| Error::Raft(e.to_string()))?;
+        if pristine && let Some(members) = &config.bootstrap {
+            match raft.initialize(members.clone()).await {
+                Ok(()) => tracing::info!(members = members.len(), "initialized a new cluster"),
+                Err(RaftError::APIError(e)) => {
+                    tracing::info!(reason = %e, "cluster already initialized")
+                }
+                Err(e) => return Err(Error::Raft(e.to_string())),
+            }
+        }
+        Ok(Arc::new(Self {
+            raft,
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader == Some(self.config.id) && m.state == ServerState::Leader
+    }
+
+    pub(crate) fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub(crate) fn position(&self) -> RaftPosition {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        RaftPosition {
+            leader: m.current_leader.unwrap_or(0),
+            term: m.current_term,
+            index: m.last_log_index.unwrap_or(0),
+            applied: m.last_applied.map_or(0, |l| l.index),
+            is_learner: m.state == ServerState::Learner,
+        }
+    }
+
+    pub(crate) fn members(&self) -> Vec<MemberInfo> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let membership = m.membership_config.membership();
+        let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, node)| MemberInfo {
+                id: *id,
+                node: node.clone(),
+                is_learner: !voters.contains(id),
+            })
+            .collect()
+    }
+
+    /// A peer client of the current leader, when there is one and it is
+    /// not this member.
+    fn leader_client(&self) -> Option<PeerClient<Channel>> {
+        let leader = self.leader()?;
+        if leader == self.config.id {
+            return None;
+        }
+        let url = self
+            .members()
+            .into_iter()
+            .find(|m| m.id == leader)?
+            .node
+            .peer_urls
+            .first()?
+            .clone();
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(&url) {
+            return Some(client.clone());
+        }
+        let client = peer_client(&url).ok()?;
+        clients.insert(url, client.clone());
+        Some(client)
+    }
+
+    /// Waits (bounded by `deadline`) until some member is leader.
+    async fn wait_for_leader(&self, deadline: Instant) -> Result<(), Error> {
+        let mut metrics = self.raft.metrics();
+        let wait = metrics.wait_for(|m| m.current_leader.is_some());
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(ClusterError::TimeoutDueToLeaderFail.into()),
+        }
+    }
+
+    /// Waits until this member applied `index`.
+    pub(crate) async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), Error> {
+        let mut metrics = self.raft.metrics();
+        let wait = metrics.wait_for(|m| m.last_applied.is_some_and(|l| l.index >= index));
+        match tokio::time::timeout_at(deadline, wait).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(ClusterError::Timeout.into()),
+        }
+    }
+
+    /// Proposes `commands` as one log entry and answers each, from the
+    /// leader; a follower forwards them to the leader and answers once it
+    /// applied the entry itself (so its client reads its own write).
+    pub(crate) async fn propose(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<Result<Applied, Refusal>>, Error> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        loop {
+            if self.is_leader() {
+                let write = self.raft.client_write(Batch(commands.clone()));
+                match tokio::time::timeout_at(deadline, write).await {
+                    Ok(Ok(reply)) => return Ok(reply.data.0),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {}
+                    Ok(Err(RaftError::APIError(e))) => return Err(Error::Raft(e.to_string())),
+                    Ok(Err(RaftError::Fatal(_))) => return Err(Error::Stopped),
+                    Err(_) => return Err(ClusterError::Timeout.into()),
+                }
+            } else if let Some(mut client) = self.leader_client() {
+                let mut request = tonic::Request::new(codec::batch_to_pb(&commands));
+                request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                match client.forward(request).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        let results = codec::results_from_pb(reply.results.unwrap_or_default())
+                            .map_err(|e| Error::Raft(e.to_string()))?;
+                        self.wait_applied(reply.log_index, deadline).await?;
+                        return Ok(results);
+                    }
+                    Err(status) => match ClusterError::from_message(status.message()) {
+                        // The leader moved on; ask again.
+                        Some(ClusterError::NotLeader | ClusterError::LeaderChanged) => {}
+                        Some(other) => return Err(other.into()),
+                        None if status.code() == tonic::Code::DeadlineExceeded => {
+                            return Err(ClusterError::TimeoutDueToConnectionLost.into());
+                        }
+                        None => {}
+                    },
+                }
+            } else {
+                self.wait_for_leader(deadline).await?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout.into());
+            }
+            // A leader change is under way: give it a heartbeat to settle.
+            tokio::time::sleep(self.config.heartbeat).await;
+        }
+    }
+
+    /// The leader's side of a forwarded batch: propose it here, answering
+    /// the results and the log index that carried them.
+    pub(crate) async fn propose_as_leader(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<(Vec<Result<Applied, Refusal>>, u64), Error> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        let write = self.raft.client_write(Batch(commands));
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(reply)) => Ok((reply.data.0, reply.log_id.index)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ClusterError::NotLeader.into())
+            }
+            Ok(Err(RaftError::APIError(e))) => Err(Error::Raft(e.to_string())),
+            Ok(Err(RaftError::Fatal(_))) => Err(Error::Stopped),
+            Err(_) => Err(ClusterError::Timeout.into()),
+        }
+    }
+
+    /// The leader's read index: confirmed with a quorum, then the log index
+    /// a linearizable read must see applied.
+    pub(crate) async fn read_index_as_leader(&self) -> Result<u64, Error> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
+            Ok(Ok((read, _))) => Ok(read.map_or(0, |l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                Err(ClusterError::NotLeader.into())
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => {
+                Err(ClusterError::Timeout.into())
+            }
+            Ok(Err(RaftError::Fatal(_))) => Err(Error::Stopped),
+            Err(_) => Err(ClusterError::Timeout.into()),
+        }
+    }
+
+    /// Fences a linearizable read: returns once this member applied
+    /// everything committed before the call.
+    pub(crate) async fn read_barrier(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        loop {
+            let index = if self.is_leader() {
+                match self.read_index_as_leader().await {
+                    Ok(index) => Some(index),
+                    Err(Error::Cluster(ClusterError::NotLeader)) => None,
+                    Err(e) => return Err(e),
+                }
+            } else if let Some(mut client) = self.leader_client() {
+                let mut request = tonic::Request::new(ReadIndexRequest {});
+                request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                match client.read_index(request).await {
+                    Ok(reply) => Some(reply.into_inner().index),
+                    Err(status) => match ClusterError::from_message(status.message()) {
+                        Some(ClusterError::NotLeader | ClusterError::LeaderChanged) | None => None,
+                        Some(other) => return Err(other.into()),
+                    },
+                }
+            } else {
+                self.wait_for_leader(deadline).await?;
+                continue;
+            };
+            if let Some(index) = index {
+                return self.wait_applied(index, deadline).await;
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout.into());
+            }
+            tokio::time::sleep(self.config.heartbeat).await;
+        }
+    }
+
+    /// Runs `call` against the leader's peer service (a follower's lease
+    /// keep-alives and TimeToLive), retrying across leader changes until
+    /// the request timeout. `None` means this member is the leader.
+    pub(crate) async fn on_leader<T, F, Fut>(&self, call: F) -> Result<Option<T>, Error>
+    where
+        F: Fn(PeerClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.config.request_timeout();
+        loop {
+            if self.is_leader() {
+                return Ok(None);
+            }
+            if let Some(client) = self.leader_client() {
+                match tokio::time::timeout_at(deadline, call(client)).await {
+                    Ok(Ok(answer)) => return Ok(Some(answer)),
+                    Ok(Err(status)) => match ClusterError::from_message(status.message()) {
+                        Some(ClusterError::NotLeader | ClusterError::LeaderChanged) | None => {}
+                        Some(other) => return Err(other.into()),
+                    },
+                    Err(_) => return Err(ClusterError::Timeout.into()),
+                }
+            } else {
+                self.wait_for_leader(deadline).await?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout.into());
+            }
+            tokio::time::sleep(self.config.heartbeat).await;
+        }
+    }
+
+    /// The leader's side of a member publishing its attributes: record
+    /// `node` for member `id` in the membership (through the log).
+    pub(crate) async fn record_attributes(&self, id: u64, node: MemberNode) -> Result<(), Error> {
+        let known = self.members().into_iter().any(|m| m.id == id);
+        if !known {
+            return Err(Error::Raft(format!("member {id:x} is not in the cluster")));
+        }
+        let change = openraft::ChangeMembers::SetNodes(BTreeMap::from([(id, node)]));
+        let deadline = Instant::now() + self.config.request_timeout();
+        match tokio::time::timeout_at(deadline, self.raft.change_membership(change, true)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                Err(ClusterError::NotLeader.into())
+            }
+            Ok(Err(e)) => Err(Error::Raft(e.to_string())),
+            Err(_) => Err(ClusterError::Timeout.into()),
+        }
+    }
+
+    /// Publishes this member's attributes (`me`: name, peer and client
+    /// URLs) until the membership shows them, as etcd publishes a started
+    /// member's attributes; then returns. Gives up when `stop` turns true.
+    pub(crate) async fn publish_self(
+        self: Arc<Self>,
+        me: MemberNode,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let current = self.members().into_iter().find(|m| m.id == self.config.id);
+            match current {
+                Some(m) if m.node == me => return,
+                // Not (yet) a member: a joining member waits for the log.
+                None => {}
+                Some(_) => {
+                    let result = if self.is_leader() {
+                        self.record_attributes(self.config.id, me.clone()).await
+                    } else if let Some(mut client) = self.leader_client() {
+                        let request = rollcall_proto::rollcallraftpb::PublishRequest {
+                            id: self.config.id,
+                            name: me.name.clone(),
+                            peer_urls: me.peer_urls.clone(),
+                            client_urls: me.client_urls.clone(),
+                        };
+                        client
+                            .publish(request)
+                            .await
+                            .map(|_| ())
+                            .map_err(|s| Error::Raft(s.message().to_string()))
+                    } else {
+                        Ok(())
+                    };
+                    match result {
+                        Ok(()) => {}
+                        Err(e) => {
+                            tracing::debug!(error = %e, "publishing member attributes; will retry")
+                        }
+                    }
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.config.election_timeout) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft did not shut down cleanly");
+        }
+    }
+}
