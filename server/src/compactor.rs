@@ -136,6 +136,10 @@ pub(crate) async fn run(
         let Some(target) = target.filter(|t| *t > compacted && *t > 0) else {
             continue;
         };
+        // One member compacts for the cluster, as in etcd: the leader.
+        if !proposer.leads() {
+            continue;
+        }
         let request = CompactionRequest {
             revision: target,
             physical: true,

@@ -92,6 +92,9 @@ pub enum Error {
     /// messages): retryable, on this member or another.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    /// A membership change etcd refuses (its messages).
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
     /// The replication engine failed on this member.
     #[error("raft: {0}")]
     Raft(String),
@@ -112,6 +115,7 @@ impl Error {
         match self {
             Self::Refused(r) => Self::Refused(*r),
             Self::Cluster(c) => Self::Cluster(*c),
+            Self::Membership(m) => Self::Membership(*m),
             Self::Stopped => Self::Stopped,
             Self::Internal(m) => Self::Internal(m),
             other => Self::Raft(other.to_string()),
@@ -139,6 +143,29 @@ pub enum ClusterError {
     TooManyRequests,
     #[error("etcdserver: rpc not supported for learner")]
     LearnerRpc,
+}
+
+/// Membership changes etcd refuses, with its messages (`rpctypes/error.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: given member URLs are invalid")]
+    BadUrls,
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
 }
 
 impl ClusterError {

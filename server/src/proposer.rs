@@ -117,9 +117,10 @@ impl Proposer {
         }
     }
 
-    /// True when this member runs the lease clock: a single member always,
-    /// a cluster member only while it leads (followers never expire).
-    pub(crate) fn runs_lease_clock(&self) -> bool {
+    /// True when this member runs the leader-only duties (the lease clock
+    /// and expiry, auto-compaction): a single member always, a cluster
+    /// member only while it leads (followers never expire anything).
+    pub(crate) fn leads(&self) -> bool {
         self.node().is_none_or(|node| node.is_leader())
     }
 

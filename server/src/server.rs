@@ -178,7 +178,12 @@ pub async fn run(
             );
             let node = RaftNode::start(plan.node.clone(), state, settle).await?;
             tokio::spawn(node.clone().publish_self(plan.me.clone(), stop_rx.clone()));
-            tokio::spawn(follow_raft(node.clone(), store.clone(), stop_rx.clone()));
+            tokio::spawn(follow_raft(
+                node.clone(),
+                store.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            ));
             (
                 Proposer::replicated(node.clone(), store.clone()),
                 None,
@@ -362,22 +367,34 @@ pub async fn run(
 }
 
 /// Keeps what depends on the raft position current: the term in response
-/// headers.
+/// headers, `etcd_server_has_leader` and `etcd_server_leader_changes_seen`,
+/// and a log line per leader change.
 async fn follow_raft(
     node: Arc<RaftNode>,
     store: crate::mvcc::Store,
+    metrics: Arc<Metrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut metrics = node.raft.metrics();
+    let mut raft = node.raft.metrics();
+    let mut last_leader = None;
     loop {
         let (term, leader) = {
-            let m = metrics.borrow_and_update();
+            let m = raft.borrow_and_update();
             (m.current_term, m.current_leader)
         };
         store.set_raft_term(term);
-        tracing::debug!(term, leader = ?leader, "raft position");
+        metrics.has_leader.set(i64::from(leader.is_some()));
+        if leader != last_leader {
+            if let Some(id) = leader {
+                metrics.leader_changes.inc();
+                tracing::info!(term, leader = format_args!("{id:x}"), "leader elected");
+            } else {
+                tracing::warn!(term, "no leader");
+            }
+            last_leader = leader;
+        }
         tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
+            changed = raft.changed() => if changed.is_err() { return },
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }

@@ -216,9 +216,9 @@ impl Lease for LeaseService {
                     Ok(req) => match proposer.node() {
                         // Deadlines live on the leader: a follower forwards.
                         Some(node) => match node
-                            .on_leader(|mut leader| {
-                                async move { leader.lease_keep_alive(req).await }
-                            })
+                            .on_leader(
+                                |mut leader| async move { leader.lease_keep_alive(req).await },
+                            )
                             .await
                         {
                             Ok(Some(resp)) => Ok(LeaseKeepAliveResponse {
@@ -249,9 +249,7 @@ impl Lease for LeaseService {
         let req = request.into_inner();
         if let Some(node) = self.proposer.node() {
             let forwarded = node
-                .on_leader(|mut leader| {
-                    async move { leader.lease_time_to_live(req).await }
-                })
+                .on_leader(|mut leader| async move { leader.lease_time_to_live(req).await })
                 .await?;
             if let Some(resp) = forwarded {
                 return Ok(Response::new(LeaseTimeToLiveResponse {

@@ -3,7 +3,7 @@
 
 use tonic::{Code, Status};
 
-use crate::error::{ClusterError, Error, Refusal};
+use crate::error::{ClusterError, Error, MembershipError, Refusal};
 
 impl From<Refusal> for Status {
     fn from(refusal: Refusal) -> Self {
@@ -35,6 +35,9 @@ impl From<Error> for Status {
             Error::Cluster(ClusterError::TooManyRequests) => Code::ResourceExhausted,
             Error::Cluster(_) => Code::Unavailable,
             Error::Raft(_) => Code::Unavailable,
+            Error::Membership(MembershipError::MemberNotFound) => Code::NotFound,
+            Error::Membership(MembershipError::BadUrls) => Code::InvalidArgument,
+            Error::Membership(_) => Code::FailedPrecondition,
             Error::Storage(_)
             | Error::CorruptRecord { .. }
             | Error::DataDir { .. }

@@ -46,7 +46,7 @@ pub(crate) async fn run(
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
-        if !proposer.runs_lease_clock() {
+        if !proposer.leads() {
             leading = false;
             continue;
         }

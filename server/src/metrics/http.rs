@@ -103,6 +103,11 @@ fn unhealthy_reason(state: &HttpState) -> Option<String> {
     if state.proposer.is_stopped() {
         return Some("the store cannot commit (the applier stopped)".into());
     }
+    if let Some(node) = state.proposer.node()
+        && node.leader().is_none()
+    {
+        return Some("no leader".into());
+    }
     if let Err(e) = state.store.read(|view| view.resolve(0).map(drop)) {
         return Some(format!("the store cannot be read: {e}"));
     }

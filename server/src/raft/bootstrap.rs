@@ -96,6 +96,7 @@ pub(crate) fn plan(
     let timing = |id, bootstrap| NodeConfig {
         id,
         name: config.name.clone(),
+        token: token.clone(),
         bootstrap,
         heartbeat: Duration::from_millis(config.heartbeat_interval),
         election_timeout: Duration::from_millis(config.election_timeout),

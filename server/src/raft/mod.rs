@@ -17,6 +17,7 @@ pub(crate) mod bootstrap;
 pub(crate) mod codec;
 pub(crate) mod log_store;
 pub(crate) mod members;
+pub(crate) mod membership;
 pub(crate) mod network;
 pub(crate) mod node;
 pub(crate) mod snapshot;

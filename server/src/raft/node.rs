@@ -35,6 +35,8 @@ use crate::state::State;
 pub(crate) struct NodeConfig {
     pub id: u64,
     pub name: String,
+    /// `--initial-cluster-token`: member ids of added members derive from it.
+    pub token: String,
     /// The members to form a new cluster with; `None` when joining an
     /// existing cluster or restarting (the log says who is in it).
     pub bootstrap: Option<BTreeMap<u64, MemberNode>>,

@@ -1,0 +1,90 @@
+//! Leases in a cluster: a lease granted and kept alive through a follower
+//! outlives several TTLs (the follower forwards keep-alives to the leader,
+//! where the deadlines live), TimeToLive through a follower sees the
+//! leader's deadline, and once keep-alives stop the leader expires the
+//! lease and every member loses its key.
+
+use std::time::{Duration, Instant};
+
+use rollcall_proto::etcdserverpb::lease_client::LeaseClient;
+use rollcall_proto::etcdserverpb::{LeaseKeepAliveRequest, PutRequest};
+use rollcall_tests::Backend;
+use rollcall_tests::grpc::b;
+
+use crate::support::{clients, get, leader, three};
+
+backend_tests!(a_lease_kept_alive_through_a_follower_lives_and_then_expires);
+
+const TTL: i64 = 3;
+
+async fn a_lease_kept_alive_through_a_follower_lives_and_then_expires(backend: Backend) {
+    let cluster = three(backend).await;
+    let lead = leader(&cluster).await;
+    let follower = cluster.member((lead + 1) % 3);
+    let mut c = clients(follower);
+    let id = c.try_grant(TTL, 0).await.unwrap().id;
+    c.try_put(PutRequest {
+        key: b("svc/a"),
+        value: b("addr"),
+        lease: id,
+        ..PutRequest::default()
+    })
+    .await
+    .unwrap();
+    // Keep it alive through the follower for three TTLs. etcd answers the
+    // stream's headers with its first response, so the first request goes
+    // out before the call is awaited, on a channel without a call timeout.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+    let stream_channel = tonic::transport::Endpoint::from_shared(follower.endpoint())
+        .unwrap()
+        .connect_lazy();
+    let mut responses = LeaseClient::new(stream_channel)
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let until = Instant::now() + Duration::from_secs(3 * TTL as u64);
+    let mut first = true;
+    while Instant::now() < until {
+        if !first {
+            tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+        }
+        first = false;
+        let resp = tokio::time::timeout(Duration::from_secs(10), responses.message())
+            .await
+            .expect("a keep-alive answer")
+            .unwrap()
+            .expect("the stream stays open");
+        assert_eq!(resp.id, id);
+        assert!(resp.ttl > 0, "renewed through the follower: {resp:?}");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    let ttl = clients(follower).time_to_live(id, true).await;
+    assert!(ttl.ttl > 0 && ttl.ttl <= TTL, "{ttl:?}");
+    assert_eq!(ttl.keys, vec![b("svc/a")]);
+    for member in cluster.members() {
+        assert_eq!(
+            get(member, "svc/a", false).await.unwrap().as_deref(),
+            Some("addr")
+        );
+    }
+    // Keep-alives stop: the leader expires the lease within its TTL (plus
+    // its check interval and the revoke's commit).
+    drop(tx);
+    drop(responses);
+    let stopped = Instant::now();
+    for member in cluster.members() {
+        rollcall_tests::wait::eventually(
+            "the expired lease's key is gone",
+            Duration::from_secs(15),
+            || async { (get(member, "svc/a", false).await.ok()?.is_none()).then_some(()) },
+        )
+        .await;
+    }
+    assert!(
+        stopped.elapsed() >= Duration::from_secs(1),
+        "expired too early"
+    );
+    assert_eq!(clients(follower).time_to_live(id, false).await.ttl, -1);
+}

@@ -1,0 +1,31 @@
+//! Cluster integration tests: three real `rollcall` processes replicating
+//! through openraft on loopback, and the same test bodies against a real
+//! 3-member etcd 3.4 (the reference: an expectation that fails on etcd is
+//! not etcd's behaviour). Faults are real: kill -9, SIGSTOP/SIGCONT,
+//! restarts on the same data dir.
+//!
+//! Run only this binary with `cargo test -p rollcall-server --test cluster`.
+//!
+//! Modules:
+//! - [`support`]: starting a cluster, finding the leader, bounded retries.
+//! - [`basics`]: one cluster seen through every member (writes, reads,
+//!   MemberList, Status, watches on followers).
+//! - [`faults`]: leader kill, a minority without quorum, restarts.
+//! - [`leases`]: keep-alives and TimeToLive through a follower, expiry by
+//!   the leader only.
+
+// clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
+// test bodies and helpers they call.
+#![allow(clippy::unwrap_used)]
+
+/// Each test against a rollcall cluster and an etcd cluster.
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        rollcall_tests::backend_tests!(rollcall = env!("CARGO_BIN_EXE_rollcall"); $($name),+);
+    };
+}
+
+mod basics;
+mod faults;
+mod leases;
+mod support;
