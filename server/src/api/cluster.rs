@@ -73,24 +73,32 @@ impl ClusterService {
             .collect()
     }
 
-    /// The leader's Cluster service, when another member leads.
-    fn leader(&self, node: &RaftNode) -> Result<Option<ClusterClient<Channel>>, Status> {
-        if node.is_leader() {
-            return Ok(None);
+    /// The leader's Cluster service, when another member leads. A leader
+    /// that has just started may not have published its client URLs yet:
+    /// waited for, up to the request timeout.
+    async fn leader(&self, node: &RaftNode) -> Result<Option<ClusterClient<Channel>>, Status> {
+        let deadline = tokio::time::Instant::now() + node.config.request_timeout();
+        loop {
+            if node.is_leader() {
+                return Ok(None);
+            }
+            let url = node.leader().and_then(|leader| {
+                node.members()
+                    .into_iter()
+                    .find(|m| m.id == leader)
+                    .and_then(|m| m.node.client_urls.first().cloned())
+            });
+            if let Some(url) = url {
+                let channel = tonic::transport::Endpoint::from_shared(url)
+                    .map_err(|e| Status::unavailable(e.to_string()))?
+                    .connect_lazy();
+                return Ok(Some(ClusterClient::new(channel)));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::from(ClusterError::Timeout).into());
+            }
+            tokio::time::sleep(node.config.heartbeat).await;
         }
-        let leader = node
-            .leader()
-            .ok_or_else(|| Status::from(Error::from(ClusterError::NoLeader)))?;
-        let url = node
-            .members()
-            .into_iter()
-            .find(|m| m.id == leader)
-            .and_then(|m| m.node.client_urls.first().cloned())
-            .ok_or_else(|| Status::from(Error::from(ClusterError::NotLeader)))?;
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| Status::unavailable(e.to_string()))?
-            .connect_lazy();
-        Ok(Some(ClusterClient::new(channel)))
     }
 }
 
@@ -101,7 +109,7 @@ impl Cluster for ClusterService {
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
         let node = self.node()?;
-        if let Some(mut leader) = self.leader(node)? {
+        if let Some(mut leader) = self.leader(node).await? {
             return leader.member_add(request.into_inner()).await;
         }
         let req = request.into_inner();
@@ -126,7 +134,7 @@ impl Cluster for ClusterService {
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let node = self.node()?;
-        if let Some(mut leader) = self.leader(node)? {
+        if let Some(mut leader) = self.leader(node).await? {
             return leader.member_remove(request.into_inner()).await;
         }
         node.remove_member(request.into_inner().id).await?;
@@ -141,7 +149,7 @@ impl Cluster for ClusterService {
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
         let node = self.node()?;
-        if let Some(mut leader) = self.leader(node)? {
+        if let Some(mut leader) = self.leader(node).await? {
             return leader.member_update(request.into_inner()).await;
         }
         let req = request.into_inner();
@@ -157,7 +165,7 @@ impl Cluster for ClusterService {
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let node = self.node()?;
-        if let Some(mut leader) = self.leader(node)? {
+        if let Some(mut leader) = self.leader(node).await? {
             return leader.member_promote(request.into_inner()).await;
         }
         node.promote_member(request.into_inner().id).await?;

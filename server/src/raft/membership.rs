@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use openraft::ChangeMembers;
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use tokio::time::Instant;
 
 use super::members::member_id;
@@ -47,15 +47,25 @@ impl RaftNode {
         }
     }
 
+    /// Commits one membership change (removed voters are not kept as
+    /// learners), waiting out a previous change still committing.
     async fn change(&self, change: ChangeMembers<u64, MemberNode>) -> Result<(), Error> {
         let deadline = Instant::now() + self.config.request_timeout();
-        match tokio::time::timeout_at(deadline, self.raft.change_membership(change, false)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
-                Err(ClusterError::NotLeader.into())
+        loop {
+            let attempt = self.raft.change_membership(change.clone(), false);
+            match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                    return Err(ClusterError::NotLeader.into());
+                }
+                Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                )))) if Instant::now() < deadline => {
+                    tokio::time::sleep(self.config.heartbeat).await;
+                }
+                Ok(Err(e)) => return Err(Error::Raft(e.to_string())),
+                Err(_) => return Err(ClusterError::Timeout.into()),
             }
-            Ok(Err(e)) => Err(Error::Raft(e.to_string())),
-            Err(_) => Err(ClusterError::Timeout.into()),
         }
     }
 
@@ -82,16 +92,19 @@ impl RaftNode {
             return Err(MembershipError::BadUrls.into());
         }
         let members = self.members();
+        // The id derives from the peer URLs, so the same URLs again are the
+        // same member (etcd answers this one first too).
+        let id = member_id(&peer_urls, &self.config.token);
+        if members.iter().any(|m| m.id == id) {
+            return Err(MembershipError::MemberExists.into());
+        }
         if members
             .iter()
             .any(|m| m.node.peer_urls.iter().any(|u| peer_urls.contains(u)))
         {
             return Err(MembershipError::PeerUrlExists.into());
         }
-        let id = member_id(&peer_urls, &self.config.token);
-        if members.iter().any(|m| m.id == id) {
-            return Err(MembershipError::MemberExists.into());
-        }
+
         let voters = self.voters();
         if learner {
             if members.iter().filter(|m| m.is_learner).count() >= MAX_LEARNERS {
@@ -128,11 +141,13 @@ impl RaftNode {
             if started(&members, &voters) < quorum(voters.len()) {
                 return Err(MembershipError::NotEnoughStartedMembers.into());
             }
+            // Not retained as a learner: this removes the member entirely.
             self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
                 .await?;
+        } else {
+            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+                .await?;
         }
-        self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
-            .await?;
         tracing::info!(member = format_args!("{id:x}"), "removed a member");
         Ok(())
     }

@@ -13,6 +13,8 @@
 //! - [`faults`]: leader kill, a minority without quorum, restarts.
 //! - [`leases`]: keep-alives and TimeToLive through a follower, expiry by
 //!   the leader only.
+//! - [`membership`]: a learner added, caught up, promoted and removed;
+//!   etcd's refusals.
 
 // clippy's allow-unwrap-in-tests covers #[test] fns only, not the async
 // test bodies and helpers they call.
@@ -28,4 +30,5 @@ macro_rules! backend_tests {
 mod basics;
 mod faults;
 mod leases;
+mod membership;
 mod support;
