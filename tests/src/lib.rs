@@ -34,6 +34,8 @@
 //! - [`metrics`]: a parsed `/metrics` scrape.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and `/health`.
 //! - [`process`]: client processes run to completion or in the background.
+//! - [`linearizability`]: records concurrent KV operations and checks that
+//!   the history is linearizable (per-key register model, Lowe's search).
 //! - [`error`]: the [`HarnessError`] type.
 //!
 //! The integration tests themselves live in `server/tests/` (the package that
@@ -50,6 +52,7 @@ pub mod grpc;
 pub mod http;
 pub mod keepalive;
 pub mod layout;
+pub mod linearizability;
 pub mod metrics;
 pub mod normalize;
 pub mod ports;
