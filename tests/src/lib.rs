@@ -29,6 +29,9 @@
 //! - [`events`]: watched key ranges and watch events for assertions.
 //! - [`watch_stream`] and [`keepalive`]: Watch and LeaseKeepAlive streams
 //!   whose every wait is bounded.
+//! - [`watch_check`]: validators for etcd's watch guarantees (ordered,
+//!   unique, atomic, reliable, resumable, bookmarkable, ...) against the
+//!   ground truth of committed events.
 //! - [`txn`]: transaction ops, compares and KV request builders.
 //! - [`wait`]: polling for a condition under a deadline.
 //! - [`metrics`]: a parsed `/metrics` scrape.
@@ -63,6 +66,7 @@ pub mod signal;
 pub mod tools;
 pub mod txn;
 pub mod wait;
+pub mod watch_check;
 pub mod watch_stream;
 
 pub use cluster::{Cluster, ClusterBuilder};
