@@ -29,11 +29,16 @@
 //! - [`events`]: watched key ranges and watch events for assertions.
 //! - [`watch_stream`] and [`keepalive`]: Watch and LeaseKeepAlive streams
 //!   whose every wait is bounded.
+//! - [`watch_check`]: validators for etcd's watch guarantees (ordered,
+//!   unique, atomic, reliable, resumable, bookmarkable, ...) against the
+//!   ground truth of committed events.
 //! - [`txn`]: transaction ops, compares and KV request builders.
 //! - [`wait`]: polling for a condition under a deadline.
 //! - [`metrics`]: a parsed `/metrics` scrape.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/metrics` and `/health`.
 //! - [`process`]: client processes run to completion or in the background.
+//! - [`linearizability`]: records concurrent KV operations and checks that
+//!   the history is linearizable (per-key register model, Lowe's search).
 //! - [`error`]: the [`HarnessError`] type.
 //!
 //! The integration tests themselves live in `server/tests/` (the package that
@@ -50,6 +55,7 @@ pub mod grpc;
 pub mod http;
 pub mod keepalive;
 pub mod layout;
+pub mod linearizability;
 pub mod metrics;
 pub mod normalize;
 pub mod ports;
@@ -60,6 +66,7 @@ pub mod signal;
 pub mod tools;
 pub mod txn;
 pub mod wait;
+pub mod watch_check;
 pub mod watch_stream;
 
 pub use cluster::{Cluster, ClusterBuilder};
