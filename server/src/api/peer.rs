@@ -96,7 +96,8 @@ impl Peer for PeerService {
         _: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
         self.require_leader()?;
-        let index = self.node.read_index_as_leader().await?;
+        // Shares a round with the leader's own reads and other followers'.
+        let index = self.node.shared_read_index().await?;
         Ok(Response::new(ReadIndexReply { index }))
     }
 

@@ -75,6 +75,30 @@ impl LogStore {
             && meta.get(LAST_PURGED).map_err(read_err)?.is_none())
     }
 
+    /// Makes a member that led before it stopped start as a follower.
+    ///
+    /// openraft 0.9 restores such a member as leader of its old term at
+    /// once, with the commit index it last saved — which may be behind
+    /// writes it acknowledged — and without committing a fresh entry, so a
+    /// read index it hands out could miss acknowledged writes (the cluster
+    /// linearizability test caught exactly that). Dropping the vote's
+    /// "committed by a quorum" mark keeps its term and whom it voted for
+    /// (it never votes twice in a term) but makes it a follower that must
+    /// win an election to lead again, as a restarted etcd member does.
+    pub(crate) fn step_down(&self, id: u64) -> Result<bool, StorageError> {
+        let Some(vote) = self.get_meta::<Vote<u64>>(VOTE)? else {
+            return Ok(false);
+        };
+        if !vote.is_committed() || vote.leader_id().voted_for() != Some(id) {
+            return Ok(false);
+        }
+        let demoted = Vote::new(vote.leader_id().get_term(), id);
+        let txn = self.db.begin_write().map_err(write_err)?;
+        Self::put_meta(&txn, VOTE, &demoted)?;
+        txn.commit().map_err(write_err)?;
+        Ok(true)
+    }
+
     fn get_meta<T: serde::de::DeserializeOwned>(
         &self,
         key: &str,

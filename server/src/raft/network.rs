@@ -39,6 +39,20 @@ pub(crate) fn peer_client(url: &str) -> Result<PeerClient<Channel>, tonic::trans
         .max_encoding_message_size(MAX_PEER_MESSAGE))
 }
 
+/// Whether a failed peer call provably never reached the member: its
+/// connection was refused. Only such a call may be sent again elsewhere; any
+/// other failure could have come after the member acted on it.
+pub(crate) fn never_sent(status: &tonic::Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = error.source();
+    }
+    false
+}
+
 /// Makes one [`PeerConnection`] per target member.
 #[derive(Clone, Default)]
 pub(crate) struct Network;
@@ -157,5 +171,31 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Rpc<VoteResponse<u64>, openraft::error::Infallible> {
         self.call(Kind::Vote, &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rollcall_proto::rollcallraftpb::ReadIndexRequest;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_known_unsent() {
+        // A port nobody listens on: bound, then released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut client = peer_client(&format!("http://127.0.0.1:{port}")).expect("valid url");
+        let status = client
+            .read_index(ReadIndexRequest {})
+            .await
+            .expect_err("nobody listens");
+        assert!(
+            never_sent(&status),
+            "refused connection not recognised: {status:?}"
+        );
+        assert!(!never_sent(&tonic::Status::unavailable("connection reset")));
     }
 }

@@ -17,18 +17,51 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{Config, ServerState, SnapshotPolicy};
 use rollcall_proto::rollcallraftpb::ReadIndexRequest;
 use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
 use super::codec;
 use super::log_store::LogStore;
-use super::network::{Network, peer_client};
+use super::network::{Network, never_sent, peer_client};
 use super::state_machine::StateMachine;
 use super::types::{Batch, MemberNode, Raft};
 use crate::apply::{Applied, Command};
 use crate::error::{ClusterError, Error, Refusal};
 use crate::settle::Settle;
 use crate::state::State;
+
+/// Linearizable reads queued for the next read-index round.
+const READS_WAITING: usize = 4096;
+
+/// Batches read-index requests as etcd's linearizable read loop does: every
+/// read queued when a round starts shares its answer, so a quorum heartbeat
+/// (and, on a follower, one peer call) serves many reads. A read queued
+/// during a round waits for the next one, whose index is at least as new as
+/// anything committed before the read was queued. Ends with the node.
+async fn batch_read_index(
+    node: std::sync::Weak<RaftNode>,
+    mut waiting: mpsc::Receiver<oneshot::Sender<Result<u64, Error>>>,
+) {
+    let mut round = Vec::new();
+    while let Some(first) = waiting.recv().await {
+        round.push(first);
+        while let Ok(next) = waiting.try_recv() {
+            round.push(next);
+        }
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let result = node.fetch_read_index().await;
+        drop(node);
+        for reply in round.drain(..) {
+            let _ = reply.send(match &result {
+                Ok(index) => Ok(*index),
+                Err(e) => Err(e.shareable()),
+            });
+        }
+    }
+}
 
 /// How a member starts, from etcd's flags.
 #[derive(Debug, Clone)]
@@ -72,6 +105,8 @@ pub(crate) struct MemberInfo {
 pub(crate) struct RaftNode {
     pub raft: Raft,
     pub config: NodeConfig,
+    /// Linearizable reads waiting for a read index ([`batch_read_index`]).
+    read_rounds: mpsc::Sender<oneshot::Sender<Result<u64, Error>>>,
     /// Peer clients by URL, reused across requests.
     clients: Mutex<HashMap<String, PeerClient<Channel>>>,
 }
@@ -89,6 +124,12 @@ impl RaftNode {
         let data_dir = settle.store.data_dir().to_path_buf();
         let log = LogStore::open(&data_dir)?;
         let pristine = log.is_pristine().map_err(|e| Error::Raft(e.to_string()))?;
+        if log
+            .step_down(config.id)
+            .map_err(|e| Error::Raft(e.to_string()))?
+        {
+            tracing::info!("led before stopping: starting as a follower");
+        }
         let state_machine = StateMachine::new(state, settle)?;
         let election_ms = u64::try_from(config.election_timeout.as_millis()).unwrap_or(1000);
         let raft_config = Config {
@@ -123,11 +164,15 @@ impl RaftNode {
                 Err(e) => return Err(Error::Raft(e.to_string())),
             }
         }
-        Ok(Arc::new(Self {
+        let (read_rounds, waiting) = mpsc::channel(READS_WAITING);
+        let node = Arc::new(Self {
             raft,
             config,
+            read_rounds,
             clients: Mutex::new(HashMap::new()),
-        }))
+        });
+        tokio::spawn(batch_read_index(Arc::downgrade(&node), waiting));
+        Ok(node)
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -171,9 +216,9 @@ impl RaftNode {
             .collect()
     }
 
-    /// A peer client of the current leader, when there is one and it is
-    /// not this member.
-    fn leader_client(&self) -> Option<PeerClient<Channel>> {
+    /// The current leader and a peer client of it, when there is one and
+    /// it is not this member.
+    fn leader_client(&self) -> Option<(u64, PeerClient<Channel>)> {
         let leader = self.leader()?;
         if leader == self.config.id {
             return None;
@@ -191,11 +236,20 @@ impl RaftNode {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(client) = clients.get(&url) {
-            return Some(client.clone());
+            return Some((leader, client.clone()));
         }
         let client = peer_client(&url).ok()?;
         clients.insert(url, client.clone());
-        Some(client)
+        Some((leader, client))
+    }
+
+    /// Resolves once this member no longer follows `leader` (an election
+    /// started or another member won one). A call in flight to a paused or
+    /// cut-off leader is abandoned then rather than at the request timeout,
+    /// as etcd's follower abandons a read index on a leader change.
+    async fn leader_moved_from(&self, leader: u64) {
+        let mut metrics = self.raft.metrics();
+        let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
     }
 
     /// Waits (bounded by `deadline`) until some member is leader.
@@ -238,10 +292,18 @@ impl RaftNode {
                     Ok(Err(RaftError::Fatal(_))) => return Err(Error::Stopped),
                     Err(_) => return Err(ClusterError::Timeout.into()),
                 }
-            } else if let Some(mut client) = self.leader_client() {
+            } else if let Some((leader, mut client)) = self.leader_client() {
                 let mut request = tonic::Request::new(codec::batch_to_pb(&commands));
                 request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                match client.forward(request).await {
+                let forwarded = tokio::select! {
+                    forwarded = client.forward(request) => forwarded,
+                    // The batch may or may not commit: the client is told
+                    // so, as etcd tells it of a proposal cut by a new leader.
+                    () = self.leader_moved_from(leader) => {
+                        return Err(ClusterError::LeaderChanged.into());
+                    }
+                };
+                match forwarded {
                     Ok(reply) => {
                         let reply = reply.into_inner();
                         let results = codec::results_from_pb(reply.results.unwrap_or_default())
@@ -253,10 +315,12 @@ impl RaftNode {
                         // The leader moved on; ask again.
                         Some(ClusterError::NotLeader | ClusterError::LeaderChanged) => {}
                         Some(other) => return Err(other.into()),
-                        None if status.code() == tonic::Code::DeadlineExceeded => {
-                            return Err(ClusterError::TimeoutDueToConnectionLost.into());
-                        }
-                        None => {}
+                        // The leader is down and never saw the batch.
+                        None if never_sent(&status) => {}
+                        // The leader may have committed the batch before the
+                        // call broke: sending it again could apply it twice,
+                        // so the client learns its outcome is unknown.
+                        None => return Err(ClusterError::TimeoutDueToConnectionLost.into()),
                     },
                 }
             } else {
@@ -308,8 +372,28 @@ impl RaftNode {
     }
 
     /// Fences a linearizable read: returns once this member applied
-    /// everything committed before the call.
+    /// everything committed before the call. Concurrent reads share one
+    /// read-index round (see [`batch_read_index`]).
     pub(crate) async fn read_barrier(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + self.config.request_timeout();
+        let index = self.shared_read_index().await?;
+        self.wait_applied(index, deadline).await
+    }
+
+    /// A read index obtained by a round that started after this call: the
+    /// leader's commit index confirmed by a quorum.
+    pub(crate) async fn shared_read_index(&self) -> Result<u64, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.read_rounds
+            .send(reply)
+            .await
+            .map_err(|_| Error::Stopped)?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// One read-index round: from the leader itself, or asked of it by a
+    /// follower, retried across leader changes until the request timeout.
+    async fn fetch_read_index(&self) -> Result<u64, Error> {
         let deadline = Instant::now() + self.config.request_timeout();
         loop {
             let index = if self.is_leader() {
@@ -318,10 +402,17 @@ impl RaftNode {
                     Err(Error::Cluster(ClusterError::NotLeader)) => None,
                     Err(e) => return Err(e),
                 }
-            } else if let Some(mut client) = self.leader_client() {
+            } else if let Some((leader, mut client)) = self.leader_client() {
                 let mut request = tonic::Request::new(ReadIndexRequest {});
                 request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                match client.read_index(request).await {
+                let asked = tokio::select! {
+                    asked = client.read_index(request) => asked,
+                    // A read index is safe to ask again, of the new leader.
+                    () = self.leader_moved_from(leader) => Err(tonic::Status::unavailable(
+                        ClusterError::LeaderChanged.to_string(),
+                    )),
+                };
+                match asked {
                     Ok(reply) => Some(reply.into_inner().index),
                     Err(status) => match ClusterError::from_message(status.message()) {
                         Some(ClusterError::NotLeader | ClusterError::LeaderChanged) | None => None,
@@ -333,7 +424,7 @@ impl RaftNode {
                 continue;
             };
             if let Some(index) = index {
-                return self.wait_applied(index, deadline).await;
+                return Ok(index);
             }
             if Instant::now() >= deadline {
                 return Err(ClusterError::Timeout.into());
@@ -355,8 +446,15 @@ impl RaftNode {
             if self.is_leader() {
                 return Ok(None);
             }
-            if let Some(client) = self.leader_client() {
-                match tokio::time::timeout_at(deadline, call(client)).await {
+            if let Some((leader, client)) = self.leader_client() {
+                let called = tokio::select! {
+                    called = tokio::time::timeout_at(deadline, call(client)) => called,
+                    // Keep-alives and TimeToLive are safe to ask again.
+                    () = self.leader_moved_from(leader) => Ok(Err(tonic::Status::unavailable(
+                        ClusterError::LeaderChanged.to_string(),
+                    ))),
+                };
+                match called {
                     Ok(Ok(answer)) => return Ok(Some(answer)),
                     Ok(Err(status)) => match ClusterError::from_message(status.message()) {
                         Some(ClusterError::NotLeader | ClusterError::LeaderChanged) | None => {}
@@ -411,7 +509,7 @@ impl RaftNode {
                 Some(_) => {
                     let result = if self.is_leader() {
                         self.record_attributes(self.config.id, me.clone()).await
-                    } else if let Some(mut client) = self.leader_client() {
+                    } else if let Some((_, mut client)) = self.leader_client() {
                         let request = rollcall_proto::rollcallraftpb::PublishRequest {
                             id: self.config.id,
                             name: me.name.clone(),

@@ -10,9 +10,15 @@
 //! - [`support`]: starting a cluster, finding the leader, bounded retries.
 //! - [`basics`]: one cluster seen through every member (writes, reads,
 //!   MemberList, Status, watches on followers).
+//! - [`failover_watch`]: watchers that move to another member when their
+//!   stream breaks, recorded for `rollcall_tests::watch_check`.
 //! - [`faults`]: leader kill, a minority without quorum, restarts.
 //! - [`leases`]: keep-alives and TimeToLive through a follower, expiry by
 //!   the leader only.
+//! - [`linearizable`]: concurrent reads, writes and compare-and-sets under
+//!   kill -9 and SIGSTOP of members (the leader too), checked for
+//!   linearizability, with watchers on every member checked for etcd's
+//!   watch guarantees.
 //! - [`membership`]: a learner added, caught up, promoted and removed;
 //!   etcd's refusals.
 
@@ -28,7 +34,9 @@ macro_rules! backend_tests {
 }
 
 mod basics;
+mod failover_watch;
 mod faults;
 mod leases;
+mod linearizable;
 mod membership;
 mod support;
