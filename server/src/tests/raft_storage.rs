@@ -105,3 +105,28 @@ async fn one_apply_answers_each_entry_and_survives_a_reopen() {
         Some(Some(3))
     );
 }
+
+#[tokio::test]
+async fn a_restarted_leader_keeps_its_vote_but_not_its_leadership() {
+    use openraft::Vote;
+    use openraft::storage::RaftLogStorage;
+
+    let dir = TempDir::new().expect("temp dir");
+    let mut log = LogStore::open(dir.path()).expect("log store");
+    let mut led = Vote::new(7, 3);
+    led.commit();
+    log.save_vote(&led).await.expect("save vote");
+    // Another member's leadership is left alone.
+    assert!(!log.step_down(4).expect("step down"));
+    assert_eq!(log.read_vote().await.expect("vote"), Some(led));
+    drop(log);
+
+    // Reopened, as after a crash: the same term and choice, uncommitted.
+    let mut log = LogStore::open(dir.path()).expect("reopen");
+    assert!(log.step_down(3).expect("step down"));
+    let vote = log.read_vote().await.expect("vote").expect("a vote");
+    assert_eq!(vote, Vote::new(7, 3));
+    assert!(!vote.is_committed());
+    // Idempotent: a second start changes nothing more.
+    assert!(!log.step_down(3).expect("step down again"));
+}
