@@ -25,9 +25,39 @@ use crate::metrics::Metrics;
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 use crate::quota::LEASE_GRANT_COST;
+use crate::raft::node::RaftNode;
 
 /// Keep-alive responses buffered per stream before the reader is slowed down.
 const KEEPALIVE_BUFFER: usize = 256;
+/// Renewals of one stream a follower has at the leader at once.
+const FORWARDS_IN_FLIGHT: usize = 128;
+
+/// One keep-alive's answer, in the stream's order: ready, or being asked of
+/// the leader.
+enum Pending {
+    Ready(Result<LeaseKeepAliveResponse, Status>),
+    Forwarded(tokio::task::JoinHandle<Result<LeaseKeepAliveResponse, Status>>),
+}
+
+/// A keep-alive reaching a follower: deadlines live on the leader, so it
+/// renews there (or here, if this member has meanwhile become leader).
+async fn forward_keep_alive(
+    node: Arc<RaftNode>,
+    answers: LeaseAnswers,
+    req: LeaseKeepAliveRequest,
+) -> Result<LeaseKeepAliveResponse, Status> {
+    match node
+        .on_leader(|mut leader| async move { leader.lease_keep_alive(req).await })
+        .await
+    {
+        Ok(Some(resp)) => Ok(LeaseKeepAliveResponse {
+            header: answers.header.header(),
+            ..resp.into_inner()
+        }),
+        Ok(None) => Ok(answers.keep_alive(req.id)),
+        Err(e) => Err(Status::from(e)),
+    }
+}
 
 pub(crate) struct LeaseService {
     /// Turns true when the server stops: open keep-alive streams then end.
@@ -209,31 +239,39 @@ impl Lease for LeaseService {
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         let answers = self.answers.clone();
-        let proposer = self.proposer.clone();
+        let node = self.proposer.node().cloned();
+        // Answers leave in request order; a follower's forwards to the
+        // leader overlap (up to FORWARDS_IN_FLIGHT), so one stream is not
+        // limited to one peer round trip per renewal.
+        let (pending_tx, mut pending_rx) = mpsc::channel::<Pending>(FORWARDS_IN_FLIGHT);
         tokio::spawn(async move {
-            while let Some(next) = inbound.next().await {
-                let reply = match next {
-                    Ok(req) => match proposer.node() {
-                        // Deadlines live on the leader: a follower forwards.
-                        Some(node) => match node
-                            .on_leader(
-                                |mut leader| async move { leader.lease_keep_alive(req).await },
-                            )
-                            .await
-                        {
-                            Ok(Some(resp)) => Ok(LeaseKeepAliveResponse {
-                                header: answers.header.header(),
-                                ..resp.into_inner()
-                            }),
-                            Ok(None) => Ok(answers.keep_alive(req.id)),
-                            Err(e) => Err(Status::from(e)),
-                        },
-                        None => Ok(answers.keep_alive(req.id)),
-                    },
-                    Err(status) => Err(status),
+            while let Some(pending) = pending_rx.recv().await {
+                let reply = match pending {
+                    Pending::Ready(reply) => reply,
+                    Pending::Forwarded(task) => task
+                        .await
+                        .unwrap_or_else(|_| Err(Status::internal("keep-alive forward failed"))),
                 };
                 let failed = reply.is_err();
                 if tx.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let pending =
+                    match (next, &node) {
+                        (Err(status), _) => Pending::Ready(Err(status)),
+                        (Ok(req), None) => Pending::Ready(Ok(answers.keep_alive(req.id))),
+                        (Ok(req), Some(node)) if node.is_leader() => {
+                            Pending::Ready(Ok(answers.keep_alive(req.id)))
+                        }
+                        (Ok(req), Some(node)) => Pending::Forwarded(tokio::spawn(
+                            forward_keep_alive(node.clone(), answers.clone(), req),
+                        )),
+                    };
+                if pending_tx.send(pending).await.is_err() {
                     break;
                 }
             }

@@ -30,7 +30,7 @@ pub enum BootstrapError {
     #[error("a cluster member needs --listen-peer-urls")]
     NoPeerListener,
     #[error(
-        "--heartbeat-interval ({heartbeat} ms) must be below --election-timeout ({election} ms)"
+        "--election-timeout[{election}ms] should be at least as 5 times as --heartbeat-interval[{heartbeat}ms]"
     )]
     Timing { heartbeat: u64, election: u64 },
 }
@@ -70,7 +70,9 @@ pub(crate) fn plan(
     if config.listen_peer_urls.is_empty() {
         return Err(BootstrapError::NoPeerListener);
     }
-    if config.heartbeat_interval >= config.election_timeout {
+    // etcd's rule (and its message): room for several heartbeats to be
+    // lost before followers give up on the leader.
+    if config.heartbeat_interval.saturating_mul(5) > config.election_timeout {
         return Err(BootstrapError::Timing {
             heartbeat: config.heartbeat_interval,
             election: config.election_timeout,

@@ -135,8 +135,14 @@ impl RaftNode {
         let raft_config = Config {
             cluster_name: "rollcall".into(),
             heartbeat_interval: u64::try_from(config.heartbeat.as_millis()).unwrap_or(100),
-            election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
+            // openraft 0.9 makes a follower of a live leader wait its leader
+            // lease (= election_timeout_max) plus its own random timeout in
+            // [min, max) after the last heartbeat. With max = E and min = E/4
+            // that is [1.25 E, 2 E), close to etcd's [E, 2 E) with its
+            // check-quorum lease of E; max = 2 E would make it [3 E, 4 E).
+            // etcd's 5× rule keeps E/4 above the heartbeat interval.
+            election_timeout_min: election_ms / 4,
+            election_timeout_max: election_ms,
             install_snapshot_timeout: 10_000,
             max_payload_entries: 64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),

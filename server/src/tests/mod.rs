@@ -10,6 +10,7 @@ mod fixture;
 mod replica;
 
 mod apply;
+mod bootstrap;
 mod determinism;
 mod mvcc_index;
 mod mvcc_model;
