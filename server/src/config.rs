@@ -177,10 +177,18 @@ pub struct ServeConfig {
     pub heartbeat_interval: u64,
 
     /// Election timeout in milliseconds (etcd's flag and default): a
-    /// follower that hears no leader for this long (randomized up to twice
-    /// it) starts an election.
+    /// follower that hears no leader for this long (randomized between 1.25
+    /// and 2 times it) starts an election.
     #[arg(long, env = "ROLLCALL_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
+
+    /// Replicated log entries between two snapshots of the state machine
+    /// (etcd's flag; an entry here is a batch of requests, so the default is
+    /// lower than etcd's 100,000). A member that falls further behind than
+    /// the entries kept after a snapshot catches up from a snapshot.
+    #[arg(long, env = "ROLLCALL_SNAPSHOT_COUNT", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_count: u64,
 
     /// Log line format on stderr: `text`, or `json` (one JSON object per line).
     #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value = "text")]

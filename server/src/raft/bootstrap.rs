@@ -102,6 +102,7 @@ pub(crate) fn plan(
         bootstrap,
         heartbeat: Duration::from_millis(config.heartbeat_interval),
         election_timeout: Duration::from_millis(config.election_timeout),
+        snapshot_count: config.snapshot_count,
     };
     if restarting {
         return Ok(Some(Plan {

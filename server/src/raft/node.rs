@@ -75,6 +75,8 @@ pub(crate) struct NodeConfig {
     pub bootstrap: Option<BTreeMap<u64, MemberNode>>,
     pub heartbeat: Duration,
     pub election_timeout: Duration,
+    /// `--snapshot-count`: log entries between snapshots.
+    pub snapshot_count: u64,
 }
 
 impl NodeConfig {
@@ -145,9 +147,11 @@ impl RaftNode {
             election_timeout_max: election_ms,
             install_snapshot_timeout: 10_000,
             max_payload_entries: 64,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             snapshot_max_chunk_size: 1024 * 1024,
-            max_in_snapshot_log_to_keep: 1000,
+            // Entries kept behind a snapshot for members slightly behind
+            // (etcd keeps 5,000); a member further back gets the snapshot.
+            max_in_snapshot_log_to_keep: (config.snapshot_count / 2).clamp(1, 1000),
             ..Config::default()
         }
         .validate()

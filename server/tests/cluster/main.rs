@@ -10,6 +10,8 @@
 //! - [`support`]: starting a cluster, finding the leader, bounded retries.
 //! - [`basics`]: one cluster seen through every member (writes, reads,
 //!   MemberList, Status, watches on followers).
+//! - [`catch_up`]: a new member catches up on 100,000 keys from a
+//!   snapshot while writes go on.
 //! - [`failover_watch`]: watchers that move to another member when their
 //!   stream breaks, recorded for `rollcall_tests::watch_check`.
 //! - [`faults`]: leader kill, a minority without quorum, restarts.
@@ -34,6 +36,7 @@ macro_rules! backend_tests {
 }
 
 mod basics;
+mod catch_up;
 mod failover_watch;
 mod faults;
 mod leases;

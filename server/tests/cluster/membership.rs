@@ -7,10 +7,11 @@
 use std::time::{Duration, Instant};
 
 use rollcall_proto::etcdserverpb::{
-    MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    MemberAddRequest, MemberAddResponse, MemberListRequest, MemberPromoteRequest,
+    MemberRemoveRequest,
 };
 use rollcall_tests::grpc::assert_status;
-use rollcall_tests::{Backend, ServerConfig, ServerProcess};
+use rollcall_tests::{Backend, Cluster, ServerConfig, ServerProcess};
 use tonic::Code;
 
 use crate::support::{RECOVER, caught_up, clients, put, put_eventually, three};
@@ -32,6 +33,61 @@ async fn member_count(member: &ServerProcess) -> (usize, usize) {
     (list.members.len(), learners)
 }
 
+/// Adds `peer_url` as a learner through a member that may be a follower
+/// (the call reaches the leader). etcd refuses reconfiguration until every
+/// member has been connected for 5 s (`unhealthy cluster`, Unavailable):
+/// retried, bounded.
+pub async fn add_learner(cluster: &Cluster, peer_url: &str) -> MemberAddResponse {
+    let deadline = Instant::now() + RECOVER;
+    loop {
+        match clients(cluster.member(1))
+            .cluster
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![peer_url.to_string()],
+                is_learner: true,
+            })
+            .await
+        {
+            Ok(added) => return added.into_inner(),
+            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("member add: {e}"),
+        }
+    }
+}
+
+/// Starts the member added at `peer_url` as `m4`, joining the existing
+/// cluster, with `extra` flags.
+pub async fn start_fourth(
+    backend: Backend,
+    cluster: &Cluster,
+    peer_url: &str,
+    extra: &[&str],
+) -> ServerProcess {
+    let initial_cluster = format!("{},m4={peer_url}", cluster.layout().initial_cluster());
+    let mut args = vec![
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        &initial_cluster,
+        "--initial-cluster-state",
+        "existing",
+    ];
+    args.extend_from_slice(extra);
+    ServerProcess::start(
+        backend,
+        ServerConfig {
+            name: "m4".into(),
+            ..ServerConfig::with_args(args)
+        },
+    )
+    .await
+    .unwrap()
+}
+
 async fn a_learner_is_added_promoted_and_removed(backend: Backend) {
     let cluster = three(backend.clone()).await;
     for i in 0..50 {
@@ -39,26 +95,7 @@ async fn a_learner_is_added_promoted_and_removed(backend: Backend) {
     }
     let port = rollcall_tests::ports::free_port().unwrap();
     let peer_url = format!("http://127.0.0.1:{port}");
-    // Through a member that may be a follower: the call reaches the leader.
-    // etcd refuses reconfiguration until every member has been connected
-    // for 5 s (`unhealthy cluster`, Unavailable): retried, bounded.
-    let deadline = Instant::now() + RECOVER;
-    let added = loop {
-        match clients(cluster.member(1))
-            .cluster
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![peer_url.clone()],
-                is_learner: true,
-            })
-            .await
-        {
-            Ok(added) => break added.into_inner(),
-            Err(e) if e.code() == Code::Unavailable && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("member add: {e}"),
-        }
-    };
+    let added = add_learner(&cluster, &peer_url).await;
     let id = added.member.as_ref().unwrap().id;
     assert!(added.member.as_ref().unwrap().is_learner);
     assert_eq!(added.members.len(), 4, "{added:?}");
@@ -72,25 +109,7 @@ async fn a_learner_is_added_promoted_and_removed(backend: Backend) {
         .await;
     assert_status(again, Code::FailedPrecondition, MEMBER_EXISTS);
 
-    let initial_cluster = format!("{},m4={peer_url}", cluster.layout().initial_cluster());
-    let mut fourth = ServerProcess::start(
-        backend,
-        ServerConfig {
-            name: "m4".into(),
-            ..ServerConfig::with_args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &initial_cluster,
-                "--initial-cluster-state",
-                "existing",
-            ])
-        },
-    )
-    .await
-    .unwrap();
+    let fourth = start_fourth(backend, &cluster, &peer_url, &[]).await;
     // Writes go on while it catches up, and it gets them all.
     put(cluster.member(0), "during", "1").await.unwrap();
     caught_up(&fourth, "during", "1").await;
@@ -150,6 +169,7 @@ async fn a_learner_is_added_promoted_and_removed(backend: Backend) {
         })
         .await;
     }
+    let mut fourth = fourth;
     fourth.kill9().unwrap();
     put_eventually(cluster.member(1), "after", "y").await;
 }
