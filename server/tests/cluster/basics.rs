@@ -117,6 +117,28 @@ async fn member_list_and_status_describe_one_cluster(backend: Backend) {
             .then_some(())
     })
     .await;
+
+    // `rollcall status --cluster`, given one member (the one seen above
+    // listing every client URL), asks all three.
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollcall"));
+    cmd.args(["status", "--cluster", "-o", "json", "--endpoints"])
+        .arg(cluster.member(0).endpoint())
+        .env_remove("ROLLCALL_ENDPOINTS");
+    let doc = rollcall_tests::process::run(cmd, support::RPC_TIMEOUT)
+        .await
+        .json();
+    let rows = doc["endpoints"].as_array().expect("an endpoints list");
+    assert_eq!(rows.len(), 3, "{doc}");
+    let leader_hex = format!("{leader_id:x}");
+    for slot in layout.members() {
+        let row = rows
+            .iter()
+            .find(|r| r["endpoint"] == slot.client_url().as_str())
+            .unwrap_or_else(|| panic!("{} missing from {doc}", slot.client_url()));
+        assert_eq!(row["leader"], leader_hex.as_str(), "{doc}");
+    }
+    let leaders = rows.iter().filter(|r| r["is_leader"] == true).count();
+    assert_eq!(leaders, 1, "{doc}");
 }
 
 async fn a_watch_on_a_follower_sees_the_leaders_revisions(backend: Backend) {

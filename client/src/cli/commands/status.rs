@@ -1,5 +1,7 @@
 //! `status`: Maintenance.Status of every endpoint given, each asked on a
-//! connection of its own (no failover: the point is to see each one).
+//! connection of its own (no failover: the point is to see each one); with
+//! `--cluster`, of every member's first client URL, as MemberList (asked of
+//! the endpoints given) names them, like `etcdctl endpoint status --cluster`.
 //!
 //! Table: `ENDPOINT ID VERSION DB_SIZE REVISION LEADER IS_LEADER RAFT_TERM
 //! RAFT_INDEX`. An endpoint that does not answer is reported on stderr and
@@ -20,6 +22,27 @@ use crate::header::HasHeader;
 pub struct StatusArgs {
     #[command(flatten)]
     pub global: GlobalArgs,
+
+    /// Ask every member of the cluster, found through MemberList.
+    #[arg(long)]
+    pub cluster: bool,
+}
+
+/// Every member's first client URL, from the first endpoint that answers
+/// MemberList (members that have not published theirs yet are skipped).
+async fn member_endpoints(global: &GlobalArgs) -> Result<Vec<String>, CliError> {
+    let client = Client::connect_with(global.endpoints.clone(), global.connect_options())
+        .await
+        .map_err(|e| CliError::client(e, &global.endpoints))?;
+    let list = client
+        .member_list()
+        .await
+        .map_err(|e| CliError::client(e, &global.endpoints))?;
+    Ok(list
+        .members
+        .iter()
+        .filter_map(|m| m.client_ur_ls.first().cloned())
+        .collect())
 }
 
 fn member_id(status: &StatusResponse) -> u64 {
@@ -56,10 +79,14 @@ async fn one(global: &GlobalArgs, endpoint: &str) -> Result<StatusResponse, CliE
 
 pub(crate) async fn run(args: StatusArgs) -> Result<(), CliError> {
     let global = &args.global;
+    let endpoints = if args.cluster {
+        member_endpoints(global).await?
+    } else {
+        global.endpoints.clone()
+    };
     let mut answers = Vec::new();
-    for given in &global.endpoints {
-        let endpoint =
-            normalize_endpoint(given).map_err(|e| CliError::client(e, &global.endpoints))?;
+    for given in &endpoints {
+        let endpoint = normalize_endpoint(given).map_err(|e| CliError::client(e, &endpoints))?;
         let answer = one(global, &endpoint).await;
         answers.push((endpoint, answer));
     }
@@ -108,7 +135,7 @@ pub(crate) async fn run(args: StatusArgs) -> Result<(), CliError> {
     if failures.is_empty() {
         return Ok(());
     }
-    if global.endpoints.len() == 1
+    if endpoints.len() == 1
         && let Some((_, e)) = failures.pop()
     {
         return Err(e);
