@@ -15,21 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-command -v etcd >/dev/null || { echo "needs etcd 3.4: apt-get install etcd-server" >&2; exit 1; }
-command -v etcdctl >/dev/null || { echo "needs etcdctl: apt-get install etcd-client" >&2; exit 1; }
-ETCD_VERSION=$(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p' | head -1)
-case "$ETCD_VERSION" in
-    3.4.*) ;;
-    *) echo "refusing to run: etcd --version reports '${ETCD_VERSION:-nothing}', not 3.4.x" >&2; exit 1 ;;
-esac
-if [ -n "${ROLLCALL_BIN:-}" ]; then
-    ROLLCALL=$ROLLCALL_BIN
-else
-    cargo build --release -q -p rollcall-server
-    ROLLCALL=./target/release/rollcall
-fi
-OUT=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$OUT"' EXIT
+# shellcheck source=bench/lib/setup.sh
+. bench/lib/setup.sh
 
 TICKS=$(getconf CLK_TCK)
 # shellcheck source=bench/lib/cluster.sh

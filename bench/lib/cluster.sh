@@ -1,8 +1,6 @@
 # Shared by the cluster scripts in bench/: start a 3-member etcd 3.4 or
 # rollcall cluster on loopback with fresh data directories under $OUT, wait
-# for it, and read the servers' CPU time. Needs $OUT and $ROLLCALL set.
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# for it, and read the servers' CPU time. Needs bench/lib/setup.sh first.
 
 start_cluster() { # kind -> "pid pid pid|endpoints"
     local kind=$1 cluster="" pids="" eps="" i
