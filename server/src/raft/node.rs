@@ -273,6 +273,17 @@ impl RaftNode {
         }
     }
 
+    /// Between two tries of a call that found no usable leader: a timeout
+    /// at `deadline`, otherwise a heartbeat for the leader change under way
+    /// to settle.
+    async fn before_retry(&self, deadline: Instant) -> Result<(), Error> {
+        if Instant::now() >= deadline {
+            return Err(ClusterError::Timeout.into());
+        }
+        tokio::time::sleep(self.config.heartbeat).await;
+        Ok(())
+    }
+
     /// Waits until this member applied `index`.
     pub(crate) async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), Error> {
         let mut metrics = self.raft.metrics();
@@ -337,11 +348,7 @@ impl RaftNode {
                 self.wait_for_leader(deadline).await?;
                 continue;
             }
-            if Instant::now() >= deadline {
-                return Err(ClusterError::Timeout.into());
-            }
-            // A leader change is under way: give it a heartbeat to settle.
-            tokio::time::sleep(self.config.heartbeat).await;
+            self.before_retry(deadline).await?;
         }
     }
 
@@ -436,10 +443,7 @@ impl RaftNode {
             if let Some(index) = index {
                 return Ok(index);
             }
-            if Instant::now() >= deadline {
-                return Err(ClusterError::Timeout.into());
-            }
-            tokio::time::sleep(self.config.heartbeat).await;
+            self.before_retry(deadline).await?;
         }
     }
 
@@ -476,10 +480,7 @@ impl RaftNode {
                 self.wait_for_leader(deadline).await?;
                 continue;
             }
-            if Instant::now() >= deadline {
-                return Err(ClusterError::Timeout.into());
-            }
-            tokio::time::sleep(self.config.heartbeat).await;
+            self.before_retry(deadline).await?;
         }
     }
 
