@@ -321,6 +321,28 @@ async fn progress_of_a_stream_of_synced_watchers_is_the_published_revision() {
 }
 
 #[tokio::test]
+async fn progress_while_a_watcher_catches_up_from_the_first_revision_is_revision_1() {
+    let node = Node::start();
+    node.put("k", "v").await; // 2
+    node.put("k", "w").await; // 3
+    // Created from revision 1 with room for nothing but its created
+    // response: its catch-up cannot deliver yet. Revision 1 holds no event,
+    // so it is the one revision the stream can answer with (0 would read as
+    // an unset header revision, filled in with the current one).
+    let mut watch = node.watch(watch_spec(key_range("k", ""), 1), 1).await;
+    assert!(
+        matches!(node.hub.progress_of(0), StreamMsg::Progress { rev: 1, .. }),
+        "a progress answer must not promise revisions the watcher has not had"
+    );
+    created(&mut watch).await;
+    assert_eq!(revisions(&watch.events_until(3).await), vec![2, 3]);
+    eventually("the watcher is synced", || {
+        matches!(node.hub.progress_of(0), StreamMsg::Progress { rev: 3, .. })
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_watcher_starting_below_the_compact_revision_is_canceled_with_it() {
     let node = Node::start();
     for v in ["1", "2", "3", "4"] {

@@ -315,6 +315,9 @@ impl WatchHub {
     /// The answer to a WatchProgressRequest on `stream`: a revision every
     /// watcher of the stream has been given all events up to. Queued on the
     /// stream after what is already there, it never overtakes those events.
+    /// Never below revision 1, which holds no event (the first write is
+    /// revision 2): a watcher catching up from revision 1 has had every
+    /// event up to it, and a header revision of 0 would read as "unset".
     pub(crate) fn progress_of(&self, stream: u64) -> StreamMsg {
         let state = self.state();
         let mut rev = state.last_rev;
@@ -325,7 +328,10 @@ impl WatchHub {
                 rev = rev.min(w.next_rev - 1);
             }
         }
-        StreamMsg::Progress { watch_id: -1, rev }
+        StreamMsg::Progress {
+            watch_id: -1,
+            rev: rev.max(1),
+        }
     }
 }
 
