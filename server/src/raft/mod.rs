@@ -8,11 +8,13 @@
 //! * [`log_store`]: the replicated log in its own redb file (the durable
 //!   point of a write).
 //! * [`state_machine`]: `apply` of committed entries in one redb transaction
-//!   of the member's database, with the last applied log id and membership.
+//!   of the member's database, with the last applied log id and membership
+//!   ([`applied`] reads and writes that record).
 // openraft's storage traits fix the error type (`StorageError`, large); the
 // helpers behind them return it too rather than converting twice.
 #![allow(clippy::result_large_err)]
 
+pub(crate) mod applied;
 pub(crate) mod bootstrap;
 pub(crate) mod codec;
 pub(crate) mod log_store;

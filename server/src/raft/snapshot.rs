@@ -16,8 +16,8 @@ use openraft::{AnyError, Snapshot, SnapshotMeta, StorageIOError};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
+use super::applied::{self, sm_err, sm_read_err};
 use super::codec;
-use super::state_machine::{StateMachine, sm_err, sm_read_err};
 use super::types::{MemberNode, StorageError, TypeConfig};
 use crate::error::Error;
 use crate::mvcc::Record;
@@ -146,7 +146,7 @@ impl Builder {
             .ok_or_else(|| snap_err(Error::Internal("a snapshot builder is used once")))??;
         let files = self.files.clone();
         let meta = tokio::task::spawn_blocking(move || -> Result<Meta, StorageError> {
-            let (last_log_id, last_membership) = StateMachine::read_applied_in(&txn)?;
+            let (last_log_id, last_membership) = applied::read_applied_in(&txn)?;
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
@@ -284,7 +284,7 @@ fn replace_tables(
             };
         }
     }
-    StateMachine::write_applied(&txn, meta.last_log_id, &meta.last_membership)?;
+    applied::write_applied(&txn, meta.last_log_id, &meta.last_membership)?;
     txn.commit().map_err(sm_err)?;
     drop(from);
     drop(received);

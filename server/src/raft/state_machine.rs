@@ -16,12 +16,10 @@
 use std::time::{Duration, Instant};
 
 use openraft::storage::RaftStateMachine;
-use openraft::{
-    AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageIOError,
-};
+use openraft::{EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta};
 use redb::{Durability, ReadableDatabase};
 
-use super::codec;
+use super::applied::{self, sm_err, sm_read_err};
 use super::snapshot::{self, SnapshotFiles};
 use super::types::{
     BatchResults, Entry, LogId, MemberNode, StorageError, StoredMembership, TypeConfig,
@@ -30,21 +28,9 @@ use crate::apply::{self, Command};
 use crate::error::Error;
 use crate::settle::Settle;
 use crate::state::State;
-use crate::storage::RAFT_STATE;
-
-const LAST_APPLIED: &str = "last_applied";
-const MEMBERSHIP: &str = "membership";
 
 /// Longest time applied state may stay in memory and the OS cache only.
 const DURABLE_EVERY: Duration = Duration::from_secs(1);
-
-pub(crate) fn sm_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::write_state_machine(AnyError::new(&e)).into()
-}
-
-pub(crate) fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError {
-    StorageIOError::read_state_machine(AnyError::new(&e)).into()
-}
 
 /// The state machine of one member.
 pub(crate) struct StateMachine {
@@ -71,41 +57,7 @@ impl StateMachine {
     pub(crate) fn read_applied(
         db: &redb::Database,
     ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        Self::read_applied_in(&db.begin_read().map_err(sm_read_err)?)
-    }
-
-    /// The last applied log id and membership that `txn` sees.
-    pub(crate) fn read_applied_in(
-        txn: &redb::ReadTransaction,
-    ) -> Result<(Option<LogId>, StoredMembership), StorageError> {
-        let table = txn.open_table(RAFT_STATE).map_err(sm_read_err)?;
-        let last = match table.get(LAST_APPLIED).map_err(sm_read_err)? {
-            Some(v) => codec::from_bytes(v.value()).map_err(sm_read_err)?,
-            None => None,
-        };
-        let membership = match table.get(MEMBERSHIP).map_err(sm_read_err)? {
-            Some(v) => codec::from_bytes(v.value()).map_err(sm_read_err)?,
-            None => StoredMembership::default(),
-        };
-        Ok((last, membership))
-    }
-
-    /// Records the applied position in `txn`.
-    pub(crate) fn write_applied(
-        txn: &redb::WriteTransaction,
-        last: Option<LogId>,
-        membership: &StoredMembership,
-    ) -> Result<(), StorageError> {
-        let mut table = txn.open_table(RAFT_STATE).map_err(sm_err)?;
-        let last = codec::to_bytes(&last).map_err(sm_err)?;
-        let membership = codec::to_bytes(membership).map_err(sm_err)?;
-        table
-            .insert(LAST_APPLIED, last.as_slice())
-            .map_err(sm_err)?;
-        table
-            .insert(MEMBERSHIP, membership.as_slice())
-            .map_err(sm_err)?;
-        Ok(())
+        applied::read_applied_in(&db.begin_read().map_err(sm_read_err)?)
     }
 
     /// Makes every commit so far durable (an empty commit with an fsync).
@@ -150,7 +102,7 @@ fn apply_entries(
         }
     }
     let outcome = apply::apply_batch(state, &txn, commands).map_err(sm_err)?;
-    StateMachine::write_applied(&txn, Some(last), &membership)?;
+    applied::write_applied(&txn, Some(last), &membership)?;
     let started = Instant::now();
     txn.commit().map_err(sm_err)?;
     settle
