@@ -12,6 +12,8 @@
 //!   MemberList, Status, watches on followers).
 //! - [`catch_up`]: a new member catches up on 100,000 keys from a
 //!   snapshot while writes go on.
+//! - [`client_failover`]: `rollcall-client` given every member fails over
+//!   when its member is killed, and its watch resumes without a gap.
 //! - [`failover_watch`]: watchers that move to another member when their
 //!   stream breaks, recorded for `rollcall_tests::watch_check`.
 //! - [`faults`]: leader kill, a minority without quorum, restarts.
@@ -37,6 +39,7 @@ macro_rules! backend_tests {
 
 mod basics;
 mod catch_up;
+mod client_failover;
 mod failover_watch;
 mod faults;
 mod leases;
