@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::applier::{Applier, MAX_BATCH, Proposal, Work};
@@ -38,6 +39,25 @@ const BATCHES_IN_FLIGHT: usize = 4;
 #[derive(Clone)]
 pub(crate) struct Proposer {
     backend: Backend,
+    /// Writes handed in and not yet answered (`etcd_server_proposals_pending`).
+    pending: Gauge,
+}
+
+/// Counts one write as pending for as long as it lives, so a caller that
+/// gives up (a canceled request) still stops counting.
+struct Pending(Gauge);
+
+impl Pending {
+    fn start(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[derive(Clone)]
@@ -63,6 +83,7 @@ impl Proposer {
         metrics: Arc<Metrics>,
     ) -> (Self, JoinHandle<Result<(), Error>>) {
         let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+        let pending = metrics.proposals_pending.clone();
         let settle = Settle {
             store,
             lessor,
@@ -84,6 +105,7 @@ impl Proposer {
         (
             Self {
                 backend: Backend::Local(tx),
+                pending,
             },
             handle,
         )
@@ -91,11 +113,12 @@ impl Proposer {
 
     /// A proposer of a cluster member: batches go through `node`'s log.
     /// The batcher task ends when every `Proposer` clone is dropped.
-    pub(crate) fn replicated(node: Arc<RaftNode>, store: Store) -> Self {
+    pub(crate) fn replicated(node: Arc<RaftNode>, store: Store, metrics: &Metrics) -> Self {
         let (queue, rx) = mpsc::channel(MAX_BATCH * 4);
         tokio::spawn(batch_loop(node.clone(), rx));
         Self {
             backend: Backend::Replicated { queue, node, store },
+            pending: metrics.proposals_pending.clone(),
         }
     }
 
@@ -125,6 +148,7 @@ impl Proposer {
     }
 
     pub(crate) async fn propose(&self, command: Command) -> Result<Applied, Error> {
+        let _pending = Pending::start(&self.pending);
         let (reply, rx) = oneshot::channel();
         let proposal = Proposal { command, reply };
         match &self.backend {

@@ -185,7 +185,7 @@ pub async fn run(
                 stop_rx.clone(),
             ));
             (
-                Proposer::replicated(node.clone(), store.clone()),
+                Proposer::replicated(node.clone(), store.clone(), &metrics),
                 None,
                 Some(node),
             )

@@ -43,6 +43,8 @@ pub(crate) struct Metrics {
     pub leader_changes: Counter,
     pub proposals_committed: Counter,
     pub proposals_failed: Counter,
+    pub proposals_pending: Gauge,
+    pub peer_round_trip_seconds: Family<PeerLabels, Histogram>,
     pub db_total_size: Gauge,
     pub db_in_use_size: Gauge,
     pub keys_total: Gauge,
@@ -66,6 +68,14 @@ pub(crate) struct Metrics {
     pub alarm_active: Family<AlarmLabels, Gauge>,
 }
 
+/// The peer a round trip went to, labelled as etcd does: `To`, the member
+/// id in hex (hence the field's name).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[allow(non_snake_case)]
+pub(crate) struct PeerLabels {
+    pub To: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct AlarmLabels {
     pub alarm: String,
@@ -74,6 +84,11 @@ pub(crate) struct AlarmLabels {
 fn latency_histogram() -> Histogram {
     // 0.5 ms .. ~8 s, as etcd's disk histograms.
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+fn round_trip_histogram() -> Histogram {
+    // 0.1 ms .. ~3 s, as etcd's peer round-trip histogram.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
 impl Default for Metrics {
@@ -90,6 +105,8 @@ impl Metrics {
             leader_changes: Counter::default(),
             proposals_committed: Counter::default(),
             proposals_failed: Counter::default(),
+            proposals_pending: Gauge::default(),
+            peer_round_trip_seconds: Family::new_with_constructor(round_trip_histogram),
             db_total_size: Gauge::default(),
             db_in_use_size: Gauge::default(),
             keys_total: Gauge::default(),
@@ -155,6 +172,16 @@ impl Metrics {
             "etcd_server_proposals_failed",
             "Proposals refused or failed",
             self.proposals_failed.clone(),
+        );
+        r.register(
+            "etcd_server_proposals_pending",
+            "Writes handed to the write path and not yet answered",
+            self.proposals_pending.clone(),
+        );
+        r.register(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round trip of a heartbeat to each peer (the leader's view)",
+            self.peer_round_trip_seconds.clone(),
         );
         r.register(
             "etcd_mvcc_db_total_size_in_bytes",

@@ -4,7 +4,8 @@
 //! (`RaftError`) comes back inside the answer, a transport failure as
 //! `Unreachable` so openraft backs off.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -20,8 +21,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
+use prometheus_client::metrics::histogram::Histogram;
+
 use super::codec;
 use super::types::{MemberNode, TypeConfig};
+use crate::metrics::{Metrics, PeerLabels};
 
 /// Largest peer message: append-entries batches and snapshot chunks.
 pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
@@ -54,17 +58,27 @@ pub(crate) fn never_sent(status: &tonic::Status) -> bool {
 }
 
 /// Makes one [`PeerConnection`] per target member.
-#[derive(Clone, Default)]
-pub(crate) struct Network;
+#[derive(Clone)]
+pub(crate) struct Network {
+    pub metrics: Arc<Metrics>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerConnection;
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerConnection {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
+        let round_trip = self
+            .metrics
+            .peer_round_trip_seconds
+            .get_or_create(&PeerLabels {
+                To: format!("{target:x}"),
+            })
+            .clone();
         PeerConnection {
             target,
             client: peer_client(&url).map_err(|e| e.to_string()),
+            round_trip,
         }
     }
 }
@@ -72,6 +86,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub(crate) struct PeerConnection {
     target: u64,
     client: Result<PeerClient<Channel>, String>,
+    /// Heartbeats' round trips to this peer (`etcd_network_peer_round_trip_time_seconds`).
+    round_trip: Histogram,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +155,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Rpc<AppendEntriesResponse<u64>, openraft::error::Infallible> {
-        self.call(Kind::Append, &rpc, option.hard_ttl()).await
+        // A heartbeat carries no entries and costs the peer no fsync: its
+        // round trip is the link's, as etcd's prober measures it.
+        let heartbeat = rpc.entries.is_empty();
+        let sent = Instant::now();
+        let answer = self.call(Kind::Append, &rpc, option.hard_ttl()).await;
+        if heartbeat && answer.is_ok() {
+            self.round_trip.observe(sent.elapsed().as_secs_f64());
+        }
+        answer
     }
 
     async fn install_snapshot(

@@ -132,6 +132,7 @@ impl RaftNode {
         {
             tracing::info!("led before stopping: starting as a follower");
         }
+        let metrics = settle.metrics.clone();
         let state_machine = StateMachine::new(state, settle)?;
         let election_ms = u64::try_from(config.election_timeout.as_millis()).unwrap_or(1000);
         let raft_config = Config {
@@ -159,7 +160,7 @@ impl RaftNode {
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network,
+            Network { metrics },
             log,
             state_machine,
         )

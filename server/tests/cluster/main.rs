@@ -23,6 +23,8 @@
 //!   kill -9 and SIGSTOP of members (the leader too), checked for
 //!   linearizability, with watchers on every member checked for etcd's
 //!   watch guarantees.
+//! - [`metrics`]: peer round trips, leader and pending writes in the
+//!   leader's `/metrics`, as etcd names them.
 //! - [`membership`]: a learner added, caught up, promoted and removed;
 //!   etcd's refusals.
 
@@ -45,4 +47,5 @@ mod faults;
 mod leases;
 mod linearizable;
 mod membership;
+mod metrics;
 mod support;

@@ -28,6 +28,7 @@ const DOCUMENTED: &[(&str, OpenMetricsType, &[&str])] = &[
     ("etcd_server_leader_changes_seen", Counter, &[]),
     ("etcd_server_proposals_committed", Counter, &[]),
     ("etcd_server_proposals_failed", Counter, &[]),
+    ("etcd_server_proposals_pending", Gauge, &[]),
     ("etcd_mvcc_db_total_size_in_bytes", Gauge, &[]),
     ("etcd_mvcc_db_total_size_in_use_in_bytes", Gauge, &[]),
     ("etcd_debugging_mvcc_keys_total", Gauge, &[]),
