@@ -52,6 +52,7 @@ start_server() { # kind port dir -> pid
         "$ROLLCALL" serve --data-dir "$dir" --listen-client-urls "http://127.0.0.1:$port" \
             --listen-metrics-urls '' >"$dir.log" 2>&1 &
     fi
+    echo "$!" >> "$OUT/servers"
     echo $!
 }
 

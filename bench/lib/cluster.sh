@@ -22,6 +22,7 @@ start_cluster() { # kind -> "pid pid pid|endpoints"
                 --initial-cluster "$cluster" --initial-cluster-state new >"$dir.log" 2>&1 &
         fi
         pids+="$! "
+        echo "$!" >> "$OUT/servers"
         eps+="127.0.0.1:${cports[$i]},"
     done
     echo "${pids% }|${eps%,}"
