@@ -260,17 +260,14 @@ impl Lease for LeaseService {
         });
         tokio::spawn(async move {
             while let Some(next) = inbound.next().await {
-                let pending =
-                    match (next, &node) {
-                        (Err(status), _) => Pending::Ready(Err(status)),
-                        (Ok(req), None) => Pending::Ready(Ok(answers.keep_alive(req.id))),
-                        (Ok(req), Some(node)) if node.is_leader() => {
-                            Pending::Ready(Ok(answers.keep_alive(req.id)))
-                        }
-                        (Ok(req), Some(node)) => Pending::Forwarded(tokio::spawn(
-                            forward_keep_alive(node.clone(), answers.clone(), req),
-                        )),
-                    };
+                let pending = match (next, &node) {
+                    (Err(status), _) => Pending::Ready(Err(status)),
+                    (Ok(req), Some(node)) if !node.is_leader() => Pending::Forwarded(tokio::spawn(
+                        forward_keep_alive(node.clone(), answers.clone(), req),
+                    )),
+                    // A single member, or the leader: deadlines are here.
+                    (Ok(req), _) => Pending::Ready(Ok(answers.keep_alive(req.id))),
+                };
                 if pending_tx.send(pending).await.is_err() {
                     break;
                 }

@@ -15,13 +15,12 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use prometheus_client::metrics::histogram::Histogram;
 use rollcall_proto::rollcallraftpb::RaftMessage;
 use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
-
-use prometheus_client::metrics::histogram::Histogram;
 
 use super::codec;
 use super::types::{MemberNode, TypeConfig};

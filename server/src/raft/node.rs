@@ -254,13 +254,21 @@ impl RaftNode {
         Some((leader, client))
     }
 
-    /// Resolves once this member no longer follows `leader` (an election
-    /// started or another member won one). A call in flight to a paused or
-    /// cut-off leader is abandoned then rather than at the request timeout,
-    /// as etcd's follower abandons a read index on a leader change.
-    async fn leader_moved_from(&self, leader: u64) {
+    /// `call`'s answer, or `None` once this member no longer follows
+    /// `leader` (an election started or another member won one): a call in
+    /// flight to a paused or cut-off leader is abandoned then rather than at
+    /// the request timeout, as etcd's follower abandons a read index on a
+    /// leader change.
+    async fn while_following<T>(
+        &self,
+        leader: u64,
+        call: impl std::future::Future<Output = T>,
+    ) -> Option<T> {
         let mut metrics = self.raft.metrics();
-        let _ = metrics.wait_for(|m| m.current_leader != Some(leader)).await;
+        tokio::select! {
+            answer = call => Some(answer),
+            _ = metrics.wait_for(|m| m.current_leader != Some(leader)) => None,
+        }
     }
 
     /// Waits (bounded by `deadline`) until some member is leader.
@@ -317,13 +325,11 @@ impl RaftNode {
             } else if let Some((leader, mut client)) = self.leader_client() {
                 let mut request = tonic::Request::new(codec::batch_to_pb(&commands));
                 request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                let forwarded = tokio::select! {
-                    forwarded = client.forward(request) => forwarded,
+                let Some(forwarded) = self.while_following(leader, client.forward(request)).await
+                else {
                     // The batch may or may not commit: the client is told
                     // so, as etcd tells it of a proposal cut by a new leader.
-                    () = self.leader_moved_from(leader) => {
-                        return Err(ClusterError::LeaderChanged.into());
-                    }
+                    return Err(ClusterError::LeaderChanged.into());
                 };
                 match forwarded {
                     Ok(reply) => {
@@ -423,19 +429,17 @@ impl RaftNode {
             } else if let Some((leader, mut client)) = self.leader_client() {
                 let mut request = tonic::Request::new(ReadIndexRequest {});
                 request.set_timeout(deadline.saturating_duration_since(Instant::now()));
-                let asked = tokio::select! {
-                    asked = client.read_index(request) => asked,
-                    // A read index is safe to ask again, of the new leader.
-                    () = self.leader_moved_from(leader) => Err(tonic::Status::unavailable(
-                        ClusterError::LeaderChanged.to_string(),
-                    )),
-                };
-                match asked {
-                    Ok(reply) => Some(reply.into_inner().index),
-                    Err(status) => match ClusterError::from_message(status.message()) {
+                match self
+                    .while_following(leader, client.read_index(request))
+                    .await
+                {
+                    Some(Ok(reply)) => Some(reply.into_inner().index),
+                    Some(Err(status)) => match ClusterError::from_message(status.message()) {
                         Some(ClusterError::NotLeader | ClusterError::LeaderChanged) | None => None,
                         Some(other) => return Err(other.into()),
                     },
+                    // A read index is safe to ask again, of the new leader.
+                    None => None,
                 }
             } else {
                 self.wait_for_leader(deadline).await?;
@@ -462,20 +466,16 @@ impl RaftNode {
                 return Ok(None);
             }
             if let Some((leader, client)) = self.leader_client() {
-                let called = tokio::select! {
-                    called = tokio::time::timeout_at(deadline, call(client)) => called,
-                    // Keep-alives and TimeToLive are safe to ask again.
-                    () = self.leader_moved_from(leader) => Ok(Err(tonic::Status::unavailable(
-                        ClusterError::LeaderChanged.to_string(),
-                    ))),
-                };
-                match called {
-                    Ok(Ok(answer)) => return Ok(Some(answer)),
-                    Ok(Err(status)) => match ClusterError::from_message(status.message()) {
+                let called = tokio::time::timeout_at(deadline, call(client));
+                match self.while_following(leader, called).await {
+                    Some(Ok(Ok(answer))) => return Ok(Some(answer)),
+                    Some(Ok(Err(status))) => match ClusterError::from_message(status.message()) {
                         Some(ClusterError::NotLeader | ClusterError::LeaderChanged) | None => {}
                         Some(other) => return Err(other.into()),
                     },
-                    Err(_) => return Err(ClusterError::Timeout.into()),
+                    Some(Err(_)) => return Err(ClusterError::Timeout.into()),
+                    // Keep-alives and TimeToLive are safe to ask again.
+                    None => {}
                 }
             } else {
                 self.wait_for_leader(deadline).await?;

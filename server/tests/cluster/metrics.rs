@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use rollcall_proto::etcdserverpb::StatusRequest;
 use rollcall_tests::Backend;
 use rollcall_tests::http::http_get;
 
@@ -34,13 +33,8 @@ async fn the_leader_reports_peer_round_trips_and_no_pending_writes(backend: Back
         if i == lead {
             continue;
         }
-        let status = clients(member)
-            .maintenance
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        peers.push(format!("{:x}", status.header.unwrap().member_id));
+        let id = clients(member).status().await.header.unwrap().member_id;
+        peers.push(format!("{id:x}"));
     }
     let port = cluster.member(lead).metrics_port();
     // etcd probes each peer every few seconds; rollcall times heartbeats.
