@@ -98,7 +98,12 @@ async fn a_key_deleted_while_its_lease_lives_is_put_back_under_the_same_lease() 
         let revision = client.get("x").await.unwrap().header.unwrap().revision;
         let (again, again_lease, _) = wait_until_back(&client, &key, revision - 1).await;
         assert_eq!((again, again_lease), (value, lease));
-        assert!(registration.state().restorations >= 2);
+        // The put lands before the registration publishes its counter.
+        let mut state = registration.subscribe();
+        tokio::time::timeout(WAIT, state.wait_for(|s| s.restorations >= 2))
+            .await
+            .expect("the second restoration is counted")
+            .unwrap();
     }
 
     // The lease still holds exactly this key.
