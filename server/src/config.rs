@@ -185,10 +185,22 @@ pub struct ServeConfig {
     /// Replicated log entries between two snapshots of the state machine
     /// (etcd's flag; an entry here is a batch of requests, so the default is
     /// lower than etcd's 100,000). A member that falls further behind than
-    /// the entries kept after a snapshot catches up from a snapshot.
+    /// the entries kept after a snapshot (see
+    /// `--experimental-snapshot-catchup-entries`) catches up from a snapshot.
     #[arg(long, env = "ROLLCALL_SNAPSHOT_COUNT", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub snapshot_count: u64,
+
+    /// Log entries a member keeps after its snapshot, so that a member only
+    /// that far behind catches up from the log rather than a snapshot
+    /// (etcd 3.5's flag and default). The leader also keeps what a member
+    /// in touch with it has not received yet.
+    #[arg(
+        long = "experimental-snapshot-catchup-entries",
+        env = "ROLLCALL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5_000
+    )]
+    pub snapshot_catchup_entries: u64,
 
     /// Log line format on stderr: `text`, or `json` (one JSON object per line).
     #[arg(long, env = "ROLLCALL_LOG_FORMAT", value_enum, default_value = "text")]

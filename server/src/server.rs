@@ -368,7 +368,9 @@ pub async fn run(
 
 /// Keeps what depends on the raft position current: the term in response
 /// headers, `etcd_server_has_leader` and `etcd_server_leader_changes_seen`,
-/// and a log line per leader change.
+/// and a log line per leader change. Woken by openraft and every heartbeat
+/// interval: a leader losing or regaining its quorum's answers (see
+/// `RaftNode::leader`) changes no raft metric.
 async fn follow_raft(
     node: Arc<RaftNode>,
     store: crate::mvcc::Store,
@@ -376,25 +378,31 @@ async fn follow_raft(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut raft = node.raft.metrics();
+    let mut tick = tokio::time::interval(node.config.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_leader = None;
     loop {
-        let (term, leader) = {
-            let m = raft.borrow_and_update();
-            (m.current_term, m.current_leader)
-        };
+        let term = raft.borrow_and_update().current_term;
+        let leader = node.leader();
         store.set_raft_term(term);
         metrics.has_leader.set(i64::from(leader.is_some()));
         if leader != last_leader {
-            if let Some(id) = leader {
-                metrics.leader_changes.inc();
-                tracing::info!(term, leader = format_args!("{id:x}"), "leader elected");
-            } else {
-                tracing::warn!(term, "no leader");
+            match leader {
+                Some(id) => {
+                    metrics.leader_changes.inc();
+                    tracing::info!(term, leader = format_args!("{id:x}"), "leader elected");
+                }
+                None if last_leader == Some(node.id()) => tracing::warn!(
+                    term,
+                    "no answer from a quorum within the election timeout: no longer acting as leader"
+                ),
+                None => tracing::warn!(term, "no leader"),
             }
             last_leader = leader;
         }
         tokio::select! {
             changed = raft.changed() => if changed.is_err() { return },
+            _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }

@@ -17,10 +17,13 @@
 //! replicated cluster cannot name a leader before a quorum runs). Every
 //! member is a [`ServerProcess`], so kill -9, pause/resume and restart work
 //! per member; dropping the cluster kills them all and removes their dirs.
+//! On [`ClusterBuilder::on_own_hosts`], each member runs on a host of its
+//! own, and [`Cluster::hosts`] cuts and heals the links between them.
 
 use std::sync::Arc;
 
 use crate::layout::{Layout, PeerArgs};
+use crate::netns::Hosts;
 use crate::server::START_ATTEMPTS;
 use crate::{Backend, HarnessError, ServerConfig, ServerProcess};
 
@@ -30,9 +33,19 @@ pub struct ClusterBuilder {
     size: usize,
     template: ServerConfig,
     peer_args: Option<PeerArgs>,
+    own_hosts: bool,
 }
 
 impl ClusterBuilder {
+    /// Runs each member on a host of its own ([`Hosts`]: a network namespace
+    /// on a bridge), so the test can cut the links between members. Needs
+    /// root and `ip` (see [`crate::Tool::Netns`]).
+    #[must_use]
+    pub fn on_own_hosts(mut self) -> Self {
+        self.own_hosts = true;
+        self
+    }
+
     /// The configuration every member starts with (flags, environment,
     /// limits). Members are named `<config.name><index>`.
     #[must_use]
@@ -59,10 +72,18 @@ impl ClusterBuilder {
         let names: Vec<String> = (0..self.size)
             .map(|i| format!("{}{i}", self.template.name))
             .collect();
+        let hosts = if self.own_hosts {
+            Some(Hosts::create(self.size)?)
+        } else {
+            None
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let layout = Layout::allocate(&names)?;
+            let layout = match &hosts {
+                Some(hosts) => Layout::on_hosts(&names, hosts),
+                None => Layout::allocate(&names)?,
+            };
             let mut members = Vec::with_capacity(self.size);
             for (index, name) in names.iter().enumerate() {
                 let config = ServerConfig {
@@ -77,9 +98,15 @@ impl ClusterBuilder {
                     self.peer_args.clone(),
                 )?);
             }
-            let mut cluster = Cluster { members };
+            let mut cluster = Cluster {
+                members,
+                hosts: None,
+            };
             match cluster.spawn_all().await {
-                Ok(()) => return Ok(cluster),
+                Ok(()) => {
+                    cluster.hosts = hosts;
+                    return Ok(cluster);
+                }
                 Err(_)
                     if attempt < START_ATTEMPTS
                         && cluster.members.iter().any(ServerProcess::port_was_taken) => {}
@@ -93,6 +120,8 @@ impl ClusterBuilder {
 #[derive(Debug)]
 pub struct Cluster {
     members: Vec<ServerProcess>,
+    // After `members`: the hosts are removed once the members are killed.
+    hosts: Option<Hosts>,
 }
 
 impl Cluster {
@@ -104,7 +133,15 @@ impl Cluster {
             size,
             template: ServerConfig::default(),
             peer_args: None,
+            own_hosts: false,
         }
+    }
+
+    /// The members' hosts, when each runs on its own
+    /// ([`ClusterBuilder::on_own_hosts`]): cut and heal links there.
+    #[must_use]
+    pub fn hosts(&self) -> Option<&Hosts> {
+        self.hosts.as_ref()
     }
 
     async fn spawn_all(&mut self) -> Result<(), HarnessError> {

@@ -76,6 +76,9 @@ pub enum HarnessError {
     /// No server process is running (it was killed and not restarted).
     #[error("the server process is not running")]
     NotRunning,
+    /// Setting up the test's network hosts failed (`ip` refused).
+    #[error("network setup: {0}")]
+    Setup(String),
 }
 
 impl HarnessError {

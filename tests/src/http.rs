@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 GET on a loopback port (`Connection: close`, body by
+//! A minimal HTTP/1.1 GET (on a loopback port, or a test host's) (`Connection: close`, body by
 //! Content-Length or chunked), bounded by [`HTTP_TIMEOUT`]: enough to read
 //! `/metrics` and `/health` without an HTTP client dependency.
 
@@ -26,13 +26,18 @@ impl HttpResponse {
     }
 }
 
-/// A minimal HTTP/1.1 GET (`Connection: close`, body by Content-Length or
-/// chunked), bounded by [`HTTP_TIMEOUT`].
+/// A minimal HTTP/1.1 GET on a loopback port (`Connection: close`, body by
+/// Content-Length or chunked), bounded by [`HTTP_TIMEOUT`].
 pub async fn http_get(port: u16, path: &str) -> HttpResponse {
+    http_get_from("127.0.0.1", port, path).await
+}
+
+/// [`http_get`] on `host` (a member on a host of its own).
+pub async fn http_get_from(host: &str, port: u16, path: &str) -> HttpResponse {
     let exchange = async {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut stream = TcpStream::connect((host, port)).await?;
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: \
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: \
              application/openmetrics-text;version=1.0.0,text/plain;q=0.5,*/*;q=0.1\r\n\
              Connection: close\r\n\r\n"
         );

@@ -1,5 +1,5 @@
-//! [`Layout`]: the names and ports of every member of a group of server
-//! processes, allocated before any of them starts, so that each member's
+//! [`Layout`]: the names, addresses and ports of every member of a group of
+//! server processes (on loopback, or each on its own [`Hosts`] host), allocated before any of them starts, so that each member's
 //! command line can name all the others (etcd's `--initial-cluster`, and
 //! rollcall's own once it replicates).
 //!
@@ -12,13 +12,19 @@
 
 use std::sync::Arc;
 
+use crate::netns::Hosts;
 use crate::{HarnessError, ports};
 
-/// The name and loopback ports of one member.
+/// The name, address and ports of one member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSlot {
     /// The member name (`--name`).
     pub name: String,
+    /// The address it listens on: `127.0.0.1`, or its own host's address.
+    pub host: String,
+    /// The network namespace it runs in ([`crate::netns::Hosts`]), if not
+    /// the test's own.
+    pub namespace: Option<String>,
     /// Port of the client listener (gRPC).
     pub client_port: u16,
     /// Port reserved for peer traffic (etcd's `--listen-peer-urls`).
@@ -32,28 +38,30 @@ impl MemberSlot {
     fn allocate(name: &str) -> Result<Self, HarnessError> {
         Ok(Self {
             name: name.to_owned(),
+            host: "127.0.0.1".into(),
+            namespace: None,
             client_port: ports::free_port()?,
             peer_port: ports::free_port()?,
             metrics_port: ports::free_port()?,
         })
     }
 
-    /// `http://127.0.0.1:<client port>`.
+    /// `http://<host>:<client port>`.
     #[must_use]
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
     }
 
-    /// `http://127.0.0.1:<peer port>`.
+    /// `http://<host>:<peer port>`.
     #[must_use]
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("http://{}:{}", self.host, self.peer_port)
     }
 
-    /// `http://127.0.0.1:<metrics port>`.
+    /// `http://<host>:<metrics port>`.
     #[must_use]
     pub fn metrics_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.metrics_port)
+        format!("http://{}:{}", self.host, self.metrics_port)
     }
 }
 
@@ -75,6 +83,29 @@ impl Layout {
             .map(|n| MemberSlot::allocate(n))
             .collect::<Result<_, _>>()?;
         Ok(Self { members })
+    }
+
+    /// Members with these names, member `i` alone on host `i` of `hosts`
+    /// with etcd's default ports (each host has its own).
+    ///
+    /// # Panics
+    /// If there are more names than hosts.
+    #[must_use]
+    pub fn on_hosts(names: &[String], hosts: &Hosts) -> Self {
+        assert!(names.len() <= hosts.len(), "more members than hosts");
+        let members = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| MemberSlot {
+                name: name.clone(),
+                host: hosts.addr(i).to_string(),
+                namespace: Some(hosts.namespace(i).to_owned()),
+                client_port: 2379,
+                peer_port: 2380,
+                metrics_port: 2381,
+            })
+            .collect();
+        Self { members }
     }
 
     /// Every member, in order.

@@ -15,7 +15,10 @@
 //!   an existing data dir).
 //! - [`server`]: [`ServerProcess`], one process (start, the one readiness
 //!   probe, kill -9, SIGSTOP/SIGCONT, restart on the same data dir and ports).
-//! - [`cluster`]: [`Cluster`], N members started together.
+//! - [`cluster`]: [`Cluster`], N members started together, on loopback or
+//!   each on its own host ([`netns`]) for partitions.
+//! - [`netns`]: [`netns::Hosts`], network namespaces on a bridge whose
+//!   links a test cuts and heals.
 //! - [`backend`]: [`backend_tests!`], each test against rollcall and etcd.
 //! - [`tools`]: is `etcd` / `etcdctl` / `promtool` installed, the
 //!   skip-or-fail rule, and the record of tool-dependent checks that ran.
@@ -57,6 +60,7 @@ pub mod keepalive;
 pub mod layout;
 pub mod linearizability;
 pub mod metrics;
+pub mod netns;
 pub mod normalize;
 pub mod ports;
 pub mod process;

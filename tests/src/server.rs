@@ -2,7 +2,9 @@
 //! real etcd — on free loopback ports with its own temporary data directory,
 //! alone or as one member of a [`crate::Cluster`].
 //!
-//! - Only `127.0.0.1` is ever bound, and no port is fixed ([`crate::layout`]).
+//! - Only `127.0.0.1` is ever bound, and no port is fixed ([`crate::layout`]);
+//!   or, for partition tests, the member runs in a network namespace of its
+//!   own on its host's address ([`crate::netns`]).
 //! - The process's stdout and stderr go to `server.log` in the temp dir, never
 //!   to the terminal; when a test panics, `Drop` prints the log's tail.
 //! - Readiness is ONE probe ([`ServerProcess::wait_ready`]): Maintenance.Status
@@ -149,16 +151,22 @@ impl ServerProcess {
         &self.layout
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://127.0.0.1:PORT` (or its host's address).
     #[must_use]
     pub fn endpoint(&self) -> String {
         self.layout.member(self.index).client_url()
     }
 
-    /// `127.0.0.1:PORT` of the client listener.
+    /// `127.0.0.1:PORT` (or its host's address) of the client listener.
     #[must_use]
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port())
+        format!("{}:{}", self.host(), self.port())
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.layout.member(self.index).host
     }
 
     /// The client port.
@@ -345,7 +353,16 @@ impl ServerProcess {
     fn command(&self) -> Command {
         let me = self.layout.member(self.index);
         let endpoint = me.client_url();
-        let mut cmd = Command::new(self.backend.program());
+        // `ip netns exec` execs the server, so the child is the server itself
+        // (kill -9 and SIGSTOP reach it).
+        let mut cmd = match &me.namespace {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(self.backend.program());
+                cmd
+            }
+            None => Command::new(self.backend.program()),
+        };
         match &self.backend {
             Backend::Rollcall(_) => {
                 cmd.arg("serve")

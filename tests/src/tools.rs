@@ -1,6 +1,6 @@
 //! External tools some tests compare against or validate with (`etcd`,
-//! `etcdctl`, `promtool`), and the rule for when one is missing: the test
-//! prints `SKIPPED: <test>: <reason>` where the test runner shows it and
+//! `etcdctl`, `promtool`) or inject faults with (network namespaces), and
+//! the rule for when one is missing: the test prints `SKIPPED: <test>: <reason>` where the test runner shows it and
 //! returns — unless the tool's `ROLLCALL_REQUIRE_*` variable is `1` (CI sets
 //! them), in which case the test fails instead.
 //!
@@ -21,6 +21,10 @@ pub const REQUIRE_ENV: &str = "ROLLCALL_REQUIRE_ETCD";
 /// failure.
 pub const REQUIRE_PROMTOOL_ENV: &str = "ROLLCALL_REQUIRE_PROMTOOL";
 
+/// Environment variable that turns a skip for missing network namespaces
+/// into a failure.
+pub const REQUIRE_NETNS_ENV: &str = "ROLLCALL_REQUIRE_NETNS";
+
 /// Environment variable naming a file that gets one line per
 /// tool-dependent check that ran.
 pub const RUNS_FILE_ENV: &str = "ROLLCALL_TOOL_RUNS";
@@ -34,6 +38,9 @@ pub enum Tool {
     Etcdctl,
     /// Prometheus's rule checker (Debian package `prometheus`).
     Promtool,
+    /// Network namespaces for partition tests: `ip` (Debian package
+    /// `iproute2`) and the right to add a namespace (root).
+    Netns,
 }
 
 impl Tool {
@@ -44,6 +51,7 @@ impl Tool {
             Tool::Etcd => "etcd",
             Tool::Etcdctl => "etcdctl",
             Tool::Promtool => "promtool",
+            Tool::Netns => "ip",
         }
     }
 
@@ -53,6 +61,7 @@ impl Tool {
         match self {
             Tool::Etcd | Tool::Etcdctl => REQUIRE_ENV,
             Tool::Promtool => REQUIRE_PROMTOOL_ENV,
+            Tool::Netns => REQUIRE_NETNS_ENV,
         }
     }
 
@@ -63,16 +72,19 @@ impl Tool {
             Tool::Etcd => "apt-get install etcd-server",
             Tool::Etcdctl => "apt-get install etcd-client",
             Tool::Promtool => "apt-get install prometheus",
+            Tool::Netns => "apt-get install iproute2, and run as root",
         }
     }
 
     /// Whether the program is installed and runs (`etcd --version`,
-    /// `etcdctl version`, `promtool --version`).
+    /// `etcdctl version`, `promtool --version`; for namespaces, one is
+    /// added and removed).
     #[must_use]
     pub fn available(self) -> bool {
         let probe = match self {
             Tool::Etcd | Tool::Promtool => "--version",
             Tool::Etcdctl => "version",
+            Tool::Netns => return crate::netns::Hosts::available(),
         };
         Command::new(self.program())
             .arg(probe)

@@ -103,6 +103,7 @@ pub(crate) fn plan(
         heartbeat: Duration::from_millis(config.heartbeat_interval),
         election_timeout: Duration::from_millis(config.election_timeout),
         snapshot_count: config.snapshot_count,
+        catchup_entries: config.snapshot_catchup_entries,
     };
     if restarting {
         return Ok(Some(Plan {

@@ -10,6 +10,10 @@
 //! * [`state_machine`]: `apply` of committed entries in one redb transaction
 //!   of the member's database, with the last applied log id and membership
 //!   ([`applied`] reads and writes that record).
+//! * [`network`]: openraft's messages to the other members over the peer
+//!   service; [`quorum`] records their answers for check-quorum.
+//! * [`node`]: one member — propose, read index, leader, membership.
+//! * [`purge`]: which log entries may go once a snapshot holds them.
 // openraft's storage traits fix the error type (`StorageError`, large); the
 // helpers behind them return it too rather than converting twice.
 #![allow(clippy::result_large_err)]
@@ -22,6 +26,8 @@ pub(crate) mod members;
 pub(crate) mod membership;
 pub(crate) mod network;
 pub(crate) mod node;
+pub(crate) mod purge;
+pub(crate) mod quorum;
 pub(crate) mod snapshot;
 pub(crate) mod state_machine;
 pub(crate) mod types;

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec;
+use super::quorum::PeerContact;
 use super::types::{MemberNode, TypeConfig};
 use crate::metrics::{Metrics, PeerLabels};
 
@@ -60,6 +61,8 @@ pub(crate) fn never_sent(status: &tonic::Status) -> bool {
 #[derive(Clone)]
 pub(crate) struct Network {
     pub metrics: Arc<Metrics>,
+    /// Every answer a member gives is recorded here (check-quorum).
+    pub contact: Arc<PeerContact>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -78,6 +81,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: peer_client(&url).map_err(|e| e.to_string()),
             round_trip,
+            contact: self.contact.clone(),
         }
     }
 }
@@ -87,6 +91,7 @@ pub(crate) struct PeerConnection {
     client: Result<PeerClient<Channel>, String>,
     /// Heartbeats' round trips to this peer (`etcd_network_peer_round_trip_time_seconds`).
     round_trip: Histogram,
+    contact: Arc<PeerContact>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,6 +139,7 @@ impl PeerConnection {
                 _ => RPCError::Network(NetworkError::new(&e)),
             }
         })?;
+        self.contact.answered(self.target);
         let answer: Result<Resp, RaftError<u64, E>> =
             codec::from_bytes(&reply.into_inner().data)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;

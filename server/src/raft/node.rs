@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 use super::codec;
 use super::log_store::LogStore;
 use super::network::{Network, never_sent, peer_client};
+use super::quorum::PeerContact;
 use super::state_machine::StateMachine;
 use super::types::{Batch, MemberNode, Raft};
 use crate::apply::{Applied, Command};
@@ -77,6 +78,9 @@ pub(crate) struct NodeConfig {
     pub election_timeout: Duration,
     /// `--snapshot-count`: log entries between snapshots.
     pub snapshot_count: u64,
+    /// `--experimental-snapshot-catchup-entries`: entries kept after a
+    /// snapshot for members slightly behind ([`super::purge`]).
+    pub catchup_entries: u64,
 }
 
 impl NodeConfig {
@@ -111,6 +115,8 @@ pub(crate) struct RaftNode {
     read_rounds: mpsc::Sender<oneshot::Sender<Result<u64, Error>>>,
     /// Peer clients by URL, reused across requests.
     clients: Mutex<HashMap<String, PeerClient<Channel>>>,
+    /// When each member last answered (check-quorum, see [`Self::is_leader`]).
+    contact: Arc<PeerContact>,
 }
 
 impl RaftNode {
@@ -150,17 +156,21 @@ impl RaftNode {
             max_payload_entries: 64,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_count),
             snapshot_max_chunk_size: 1024 * 1024,
-            // Entries kept behind a snapshot for members slightly behind
-            // (etcd keeps 5,000); a member further back gets the snapshot.
-            max_in_snapshot_log_to_keep: (config.snapshot_count / 2).clamp(1, 1000),
+            // Never purged by openraft itself: `purge::run` decides, so
+            // that a member catching up keeps the entries it still needs.
+            max_in_snapshot_log_to_keep: u64::MAX,
             ..Config::default()
         }
         .validate()
         .map_err(|e| Error::Raft(e.to_string()))?;
+        let contact = Arc::new(PeerContact::default());
         let raft = Raft::new(
             config.id,
             Arc::new(raft_config),
-            Network { metrics },
+            Network {
+                metrics,
+                contact: contact.clone(),
+            },
             log,
             state_machine,
         )
@@ -181,8 +191,14 @@ impl RaftNode {
             config,
             read_rounds,
             clients: Mutex::new(HashMap::new()),
+            contact,
         });
         tokio::spawn(batch_read_index(Arc::downgrade(&node), waiting));
+        tokio::spawn(super::purge::run(
+            node.raft.clone(),
+            node.config.catchup_entries,
+            node.contact.clone(),
+        ));
         Ok(node)
     }
 
@@ -190,21 +206,48 @@ impl RaftNode {
         self.config.id
     }
 
+    /// Whether this member leads and may act as leader: openraft made it
+    /// leader and a quorum of voters answered it within the election
+    /// timeout (etcd's check-quorum). A leader cut off from the majority
+    /// stops here after one election timeout, so it neither renews leases
+    /// nor expires them while the majority elects another.
     pub(crate) fn is_leader(&self) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow();
-        m.current_leader == Some(self.config.id) && m.state == ServerState::Leader
+        m.current_leader == Some(self.config.id)
+            && m.state == ServerState::Leader
+            && self.hears_quorum(&m)
     }
 
+    /// The leader this member knows of; `None` while there is none, or
+    /// while this member leads without a quorum's answers.
     pub(crate) fn leader(&self) -> Option<u64> {
-        self.raft.metrics().borrow().current_leader
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        match m.current_leader {
+            Some(id) if id == self.config.id && !self.hears_quorum(&m) => None,
+            leader => leader,
+        }
+    }
+
+    fn hears_quorum(&self, m: &openraft::RaftMetrics<u64, MemberNode>) -> bool {
+        let voters = m.membership_config.membership().voter_ids();
+        self.contact.has_quorum(
+            self.config.id,
+            voters,
+            self.config.election_timeout,
+            std::time::Instant::now(),
+        )
     }
 
     pub(crate) fn position(&self) -> RaftPosition {
         let m = self.raft.metrics();
         let m = m.borrow();
         RaftPosition {
-            leader: m.current_leader.unwrap_or(0),
+            leader: match m.current_leader {
+                Some(id) if id == self.config.id && !self.hears_quorum(&m) => 0,
+                leader => leader.unwrap_or(0),
+            },
             term: m.current_term,
             index: m.last_log_index.unwrap_or(0),
             applied: m.last_applied.map_or(0, |l| l.index),
@@ -271,14 +314,24 @@ impl RaftNode {
         }
     }
 
-    /// Waits (bounded by `deadline`) until some member is leader.
+    /// Waits (bounded by `deadline`) until some member is leader. Polled as
+    /// well as woken by openraft: a leader regaining its quorum's answers
+    /// changes no raft metric.
     async fn wait_for_leader(&self, deadline: Instant) -> Result<(), Error> {
         let mut metrics = self.raft.metrics();
-        let wait = metrics.wait_for(|m| m.current_leader.is_some());
-        match tokio::time::timeout_at(deadline, wait).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => Err(ClusterError::TimeoutDueToLeaderFail.into()),
+        loop {
+            if self.leader().is_some() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::TimeoutDueToLeaderFail.into());
+            }
+            let poll =
+                tokio::time::sleep_until(deadline.min(Instant::now() + self.config.heartbeat));
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return Err(Error::Stopped) },
+                () = poll => {}
+            }
         }
     }
 

@@ -19,18 +19,21 @@ use rollcall_proto::etcdserverpb::compare::{CompareResult, CompareTarget, Target
 use rollcall_proto::etcdserverpb::kv_client::KvClient;
 use rollcall_proto::etcdserverpb::request_op::Request as Op;
 use rollcall_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
-use rollcall_tests::Backend;
 use rollcall_tests::grpc::b;
 use rollcall_tests::linearizability::{Budget, History, Observed, OpKind, Outcome};
 use rollcall_tests::rng::SplitMix64;
+use rollcall_tests::{Backend, Cluster, Tool, require_or_skip};
 use tonic::transport::{Channel, Endpoint};
 
 use rollcall_tests::watch_check;
 
 use crate::failover_watch;
-use crate::support::{leader, put_eventually, three};
+use crate::support::{leader, on_own_hosts, put_eventually, three};
 
-backend_tests!(operations_stay_linearizable_under_kills_and_pauses);
+backend_tests!(
+    operations_stay_linearizable_under_kills_and_pauses,
+    operations_stay_linearizable_under_partitions,
+);
 
 const CLIENTS: u64 = 6;
 const KEYS: [&str; 4] = ["lin/a", "lin/b", "lin/c", "lin/d"];
@@ -161,7 +164,32 @@ async fn one_op(
 }
 
 async fn operations_stay_linearizable_under_kills_and_pauses(backend: Backend) {
-    let mut cluster = three(backend.clone()).await;
+    let cluster = three(backend.clone()).await;
+    run(backend, cluster, Nemesis::CrashesAndPauses).await;
+}
+
+async fn operations_stay_linearizable_under_partitions(backend: Backend) {
+    if !require_or_skip(Tool::Netns, "operations_stay_linearizable_under_partitions") {
+        return;
+    }
+    let cluster = on_own_hosts(backend.clone()).await;
+    run(backend, cluster, Nemesis::Partitions).await;
+}
+
+/// What the nemesis does to the members.
+#[derive(Debug, Clone, Copy)]
+enum Nemesis {
+    /// kill -9 (then a restart) and SIGSTOP (then SIGCONT), of the leader
+    /// and of followers in turn.
+    CrashesAndPauses,
+    /// Cut links: the leader alone, a follower alone, and the leader cut
+    /// from one follower only (the third member still reaches both).
+    Partitions,
+}
+
+/// Clients and watchers on every member while `nemesis` strikes, then
+/// the checks.
+async fn run(backend: Backend, mut cluster: Cluster, nemesis: Nemesis) {
     let endpoints = cluster.endpoints();
     let history = History::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,35 +230,10 @@ async fn operations_stay_linearizable_under_kills_and_pauses(backend: Backend) {
         });
     }
 
-    let mut faults = Vec::new();
-    let mut rng = SplitMix64::new(7);
-    for round in 0..FAULTS {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let lead = leader(&cluster).await;
-        let target = if round % 2 == 0 {
-            lead
-        } else {
-            (lead + 1 + usize::try_from(rng.below(2)).unwrap()) % 3
-        };
-        let faulted_at = tokio::time::Instant::now();
-        if round % 3 == 2 {
-            faults.push(format!("SIGSTOP {}", cluster.member(target).name()));
-            cluster.member_mut(target).pause().unwrap();
-        } else {
-            faults.push(format!("kill -9 {}", cluster.member(target).name()));
-            cluster.member_mut(target).kill9().unwrap();
-        }
-        // The survivors keep a quorum: a write commits while the target is
-        // still down (asserted by put_eventually's bound).
-        let survivor = cluster.member((target + 1) % 3);
-        put_eventually(survivor, "lin/progress", &round.to_string()).await;
-        tokio::time::sleep_until(faulted_at + FAULT_LENGTH).await;
-        if round % 3 == 2 {
-            cluster.member_mut(target).resume().unwrap();
-        } else {
-            cluster.member_mut(target).restart().await.unwrap();
-        }
-    }
+    let faults = match nemesis {
+        Nemesis::CrashesAndPauses => crash_and_pause(&mut cluster).await,
+        Nemesis::Partitions => partition(&cluster).await,
+    };
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.store(true, Ordering::Relaxed);
     while let Some(joined) = clients.join_next().await {
@@ -274,8 +277,15 @@ async fn operations_stay_linearizable_under_kills_and_pauses(backend: Backend) {
             backend.name()
         )
     });
+    // Crashes break streams, which must then resume on another member; a
+    // partition leaves the test's own streams open (they stall, then catch
+    // up on the healed member).
+    let streams_needed = match nemesis {
+        Nemesis::CrashesAndPauses => endpoints.len() + 1,
+        Nemesis::Partitions => endpoints.len(),
+    };
     assert!(
-        watched.events > 0 && logs.len() > endpoints.len(),
+        watched.events > 0 && logs.len() >= streams_needed,
         "watchers saw too little: {watched:?} over {} streams",
         logs.len()
     );
@@ -306,4 +316,79 @@ async fn operations_stay_linearizable_under_kills_and_pauses(backend: Backend) {
         "too few operations to mean anything: {}",
         report.ops
     );
+}
+
+/// Kills (-9) and pauses the leader and followers in turn, one fault at a
+/// time, each lasting [`FAULT_LENGTH`]; returns what it did.
+async fn crash_and_pause(cluster: &mut Cluster) -> Vec<String> {
+    let mut faults = Vec::new();
+    let mut rng = SplitMix64::new(7);
+    for round in 0..FAULTS {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let lead = leader(cluster).await;
+        let target = if round % 2 == 0 {
+            lead
+        } else {
+            (lead + 1 + usize::try_from(rng.below(2)).unwrap()) % 3
+        };
+        let faulted_at = tokio::time::Instant::now();
+        if round % 3 == 2 {
+            faults.push(format!("SIGSTOP {}", cluster.member(target).name()));
+            cluster.member_mut(target).pause().unwrap();
+        } else {
+            faults.push(format!("kill -9 {}", cluster.member(target).name()));
+            cluster.member_mut(target).kill9().unwrap();
+        }
+        // The survivors keep a quorum: a write commits while the target is
+        // still down (asserted by put_eventually's bound).
+        let survivor = cluster.member((target + 1) % 3);
+        put_eventually(survivor, "lin/progress", &round.to_string()).await;
+        tokio::time::sleep_until(faulted_at + FAULT_LENGTH).await;
+        if round % 3 == 2 {
+            cluster.member_mut(target).resume().unwrap();
+        } else {
+            cluster.member_mut(target).restart().await.unwrap();
+        }
+    }
+    faults
+}
+
+/// Cuts links for [`FAULT_LENGTH`] at a time: the leader from both
+/// followers, a follower from both others, the leader from one follower
+/// only; each while a write must commit through the majority.
+async fn partition(cluster: &Cluster) -> Vec<String> {
+    let hosts = cluster.hosts().expect("members on hosts of their own");
+    let mut faults = Vec::new();
+    for round in 0..FAULTS {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let lead = leader(cluster).await;
+        let follower = (lead + 1 + round % 2) % 3;
+        let faulted_at = tokio::time::Instant::now();
+        // A member of the majority, which must keep committing.
+        let majority = match round % 3 {
+            0 => {
+                hosts.isolate(lead).unwrap();
+                faults.push(format!("isolate leader {}", cluster.member(lead).name()));
+                follower
+            }
+            1 => {
+                hosts.isolate(follower).unwrap();
+                faults.push(format!("isolate {}", cluster.member(follower).name()));
+                lead
+            }
+            _ => {
+                hosts.cut(lead, follower).unwrap();
+                faults.push(format!(
+                    "cut {} from {}",
+                    cluster.member(lead).name(),
+                    cluster.member(follower).name()
+                ));
+                3 - lead - follower
+            }
+        };
+        put_eventually(cluster.member(majority), "lin/progress", &round.to_string()).await;
+        tokio::time::sleep_until(faulted_at + FAULT_LENGTH).await;
+        hosts.heal().unwrap();
+    }
+    faults
 }

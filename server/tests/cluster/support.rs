@@ -24,6 +24,17 @@ pub async fn three(backend: Backend) -> Cluster {
         .unwrap()
 }
 
+/// Three members as [`three`], each on a host of its own whose links the
+/// test can cut (`Cluster::hosts`).
+pub async fn on_own_hosts(backend: Backend) -> Cluster {
+    Cluster::builder(backend, 3)
+        .peer_args(|layout, i| layout.etcd_peer_args(i))
+        .on_own_hosts()
+        .start()
+        .await
+        .unwrap()
+}
+
 /// Stubs of `member` whose every call gives up after [`RPC_TIMEOUT`].
 pub fn clients(member: &ServerProcess) -> Clients {
     Clients::over(channel(member))
