@@ -71,6 +71,25 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_CLIENT_CERT_AUTH")]
     pub client_cert_auth: bool,
 
+    /// Certificate (PEM) this member presents to the other members: on
+    /// https:// `--listen-peer-urls`, and as its client certificate when it
+    /// calls them.
+    #[arg(long, env = "ROLLCALL_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+
+    /// Private key (PEM) of `--peer-cert-file`.
+    #[arg(long, env = "ROLLCALL_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that sign the other members' certificates.
+    #[arg(long, env = "ROLLCALL_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+
+    /// Require members calling this one to present a certificate signed by
+    /// `--peer-trusted-ca-file`.
+    #[arg(long, env = "ROLLCALL_PEER_CLIENT_CERT_AUTH")]
+    pub peer_client_cert_auth: bool,
+
     /// Memory for redb's page cache, in bytes.
     #[arg(long, env = "ROLLCALL_BACKEND_CACHE_BYTES", default_value_t = crate::storage::DEFAULT_CACHE_BYTES)]
     pub backend_cache_bytes: usize,

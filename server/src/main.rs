@@ -102,17 +102,7 @@ async fn serve(config: ServeConfig) -> Result<(), String> {
                 }
             })
             .collect::<Result<_, _>>()?,
-        peer: bind_all(&config.listen_peer_urls)
-            .await?
-            .into_iter()
-            .map(|(listener, tls)| {
-                if tls {
-                    Err("--listen-peer-urls: peer TLS is not supported yet; use http".to_string())
-                } else {
-                    Ok(listener)
-                }
-            })
-            .collect::<Result<_, _>>()?,
+        peer: bind_all(&config.listen_peer_urls).await?,
     };
     rollcall_server::server::run(config, listeners, shutdown_signal())
         .await

@@ -12,6 +12,7 @@ use rollcall_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use rollcall_proto::etcdserverpb::watch_server::WatchServer;
 use rollcall_proto::rollcallraftpb::peer_server::PeerServer;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsConnector;
 
 use crate::api::cluster::ClusterService;
 use crate::api::header::HeaderFiller;
@@ -54,6 +55,10 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("https:// client URLs need --cert-file and --key-file")]
     TlsWithoutCertificate,
+    #[error("https:// peer URLs need --peer-cert-file and --peer-key-file")]
+    PeerTlsWithoutCertificate,
+    #[error("peer TLS: {0}")]
+    PeerTls(String),
     #[error(transparent)]
     Cluster(#[from] BootstrapError),
 }
@@ -67,8 +72,9 @@ pub struct Listeners {
     pub client: Vec<(TcpListener, bool)>,
     /// HTTP metrics and health.
     pub metrics: Vec<TcpListener>,
-    /// Raft traffic from the other members (cluster members only).
-    pub peer: Vec<TcpListener>,
+    /// Raft traffic from the other members (cluster members only), each
+    /// with whether it speaks TLS.
+    pub peer: Vec<(TcpListener, bool)>,
 }
 
 /// Serves clients on `listeners` until `shutdown` resolves, then stops
@@ -100,6 +106,20 @@ pub async fn run(
     } else {
         None
     };
+    let peer_acceptor = if peer_listeners.iter().any(|(_, tls)| *tls) {
+        let (Some(cert), Some(key)) = (&config.peer_cert_file, &config.peer_key_file) else {
+            return Err(ServeError::PeerTlsWithoutCertificate);
+        };
+        Some(tls::acceptor(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            trusted_ca: config.peer_trusted_ca_file.clone(),
+            client_cert_auth: config.peer_client_cert_auth,
+        })?)
+    } else {
+        None
+    };
+    let peer_connector = peer_connector(&config)?;
     let (mut store, state) = State::open(&config.data_dir, config.backend_cache_bytes)?;
     let client_urls: Vec<String> = if config.advertise_client_urls.is_empty() {
         listeners
@@ -176,7 +196,7 @@ pub async fn run(
                 peer_urls = ?plan.me.peer_urls,
                 "starting as a cluster member"
             );
-            let node = RaftNode::start(plan.node.clone(), state, settle).await?;
+            let node = RaftNode::start(plan.node.clone(), state, settle, peer_connector).await?;
             tokio::spawn(node.clone().publish_self(plan.me.clone(), stop_rx.clone()));
             tokio::spawn(follow_raft(
                 node.clone(),
@@ -290,16 +310,23 @@ pub async fn run(
         let peer = PeerServer::new(PeerService::new(node.clone(), lease_answers))
             .max_decoding_message_size(MAX_PEER_MESSAGE)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
-        for listener in peer_listeners {
-            tracing::info!(address = ?listener.local_addr().ok(), "serving the other members");
+        for (listener, tls) in peer_listeners {
+            tracing::info!(address = ?listener.local_addr().ok(), tls, "serving the other members");
             let mut stop = stop_rx.clone();
             let router = tonic::transport::Server::builder().add_service(peer.clone());
-            servers.spawn(router.serve_with_incoming_shutdown(
-                net::incoming::incoming(listener),
-                async move {
-                    let _ = stop.wait_for(|stopped| *stopped).await;
-                },
-            ));
+            let stopped = async move {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            match (&peer_acceptor, tls) {
+                (Some(acceptor), true) => {
+                    let incoming = net::incoming::incoming_tls(listener, acceptor.clone());
+                    servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+                }
+                _ => {
+                    let incoming = net::incoming::incoming(listener);
+                    servers.spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+                }
+            }
         }
     }
 
@@ -364,6 +391,26 @@ pub async fn run(
         Some(Err(e)) => Err(ServeError::Applier(e.to_string())),
         _ => Ok(()),
     }
+}
+
+/// The TLS this member calls https:// peer URLs with: the other members'
+/// CA, and its own peer certificate for peers that require one. `None`
+/// without `--peer-trusted-ca-file` (https:// peers then cannot be called).
+fn peer_connector(config: &ServeConfig) -> Result<Option<TlsConnector>, ServeError> {
+    let Some(ca) = &config.peer_trusted_ca_file else {
+        return Ok(None);
+    };
+    let identity = match (&config.peer_cert_file, &config.peer_key_file) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => None,
+    };
+    let tls = rollcall_client::ClientTls {
+        ca: ca.clone(),
+        identity,
+    };
+    tls.connector()
+        .map(Some)
+        .map_err(|e| ServeError::PeerTls(e.to_string()))
 }
 
 /// Keeps what depends on the raft position current: the term in response

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper_util::rt::TokioIo;
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
 };
@@ -18,8 +19,11 @@ use openraft::raft::{
 use prometheus_client::metrics::histogram::Histogram;
 use rollcall_proto::rollcallraftpb::RaftMessage;
 use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
+use rustls::pki_types::ServerName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
 use super::codec;
@@ -30,17 +34,59 @@ use crate::metrics::{Metrics, PeerLabels};
 /// Largest peer message: append-entries batches and snapshot chunks.
 pub(crate) const MAX_PEER_MESSAGE: usize = 256 * 1024 * 1024;
 
-/// A lazily connected client of one member's peer service.
-pub(crate) fn peer_client(url: &str) -> Result<PeerClient<Channel>, tonic::transport::Error> {
-    let channel = Endpoint::from_shared(url.to_string())?
+/// A lazily connected client of one member's peer service; an https://
+/// URL is called over TLS with `tls` (`--peer-trusted-ca-file`, and this
+/// member's `--peer-cert-file` for peers that require one).
+pub(crate) fn peer_client(
+    url: &str,
+    tls: Option<&TlsConnector>,
+) -> Result<PeerClient<Channel>, PeerUrlError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|e| PeerUrlError::Invalid(e.to_string()))?
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(500))
         .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(3))
-        .connect_lazy();
+        .keep_alive_timeout(Duration::from_secs(3));
+    let channel = if url.starts_with("https://") {
+        let connector = tls.ok_or(PeerUrlError::NoTls)?.clone();
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |uri: http::Uri| {
+            dial_tls(connector.clone(), uri)
+        }))
+    } else {
+        endpoint.connect_lazy()
+    };
     Ok(PeerClient::new(channel)
         .max_decoding_message_size(MAX_PEER_MESSAGE)
         .max_encoding_message_size(MAX_PEER_MESSAGE))
+}
+
+/// A peer URL this member cannot call.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum PeerUrlError {
+    #[error("invalid peer URL: {0}")]
+    Invalid(String),
+    #[error("an https:// peer URL needs --peer-trusted-ca-file")]
+    NoTls,
+}
+
+/// TCP to `uri`'s host and port, then the TLS handshake (within the
+/// endpoint's connect timeout, which wraps this).
+async fn dial_tls(
+    connector: TlsConnector,
+    uri: http::Uri,
+) -> std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(2380);
+    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    tcp.set_nodelay(true)?;
+    let name = ServerName::try_from(host)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Ok(TokioIo::new(connector.connect(name, tcp).await?))
 }
 
 /// Whether a failed peer call provably never reached the member: its
@@ -61,6 +107,8 @@ pub(crate) fn never_sent(status: &tonic::Status) -> bool {
 #[derive(Clone)]
 pub(crate) struct Network {
     pub metrics: Arc<Metrics>,
+    /// TLS for https:// peer URLs.
+    pub tls: Option<TlsConnector>,
     /// Every answer a member gives is recorded here (check-quorum).
     pub contact: Arc<PeerContact>,
 }
@@ -79,7 +127,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .clone();
         PeerConnection {
             target,
-            client: peer_client(&url).map_err(|e| e.to_string()),
+            client: peer_client(&url, self.tls.as_ref()).map_err(|e| e.to_string()),
             round_trip,
             contact: self.contact.clone(),
         }
@@ -216,7 +264,7 @@ mod tests {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let mut client = peer_client(&format!("http://127.0.0.1:{port}")).expect("valid url");
+        let mut client = peer_client(&format!("http://127.0.0.1:{port}"), None).expect("valid url");
         let status = client
             .read_index(ReadIndexRequest {})
             .await

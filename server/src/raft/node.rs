@@ -19,6 +19,7 @@ use rollcall_proto::rollcallraftpb::ReadIndexRequest;
 use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
 use tonic::transport::Channel;
 
 use super::codec;
@@ -115,6 +116,8 @@ pub(crate) struct RaftNode {
     read_rounds: mpsc::Sender<oneshot::Sender<Result<u64, Error>>>,
     /// Peer clients by URL, reused across requests.
     clients: Mutex<HashMap<String, PeerClient<Channel>>>,
+    /// TLS for https:// peer URLs.
+    peer_tls: Option<TlsConnector>,
     /// When each member last answered (check-quorum, see [`Self::is_leader`]).
     contact: Arc<PeerContact>,
 }
@@ -128,6 +131,7 @@ impl RaftNode {
         config: NodeConfig,
         state: State,
         settle: Settle,
+        peer_tls: Option<TlsConnector>,
     ) -> Result<Arc<Self>, Error> {
         let data_dir = settle.store.data_dir().to_path_buf();
         let log = LogStore::open(&data_dir)?;
@@ -169,6 +173,7 @@ impl RaftNode {
             Arc::new(raft_config),
             Network {
                 metrics,
+                tls: peer_tls.clone(),
                 contact: contact.clone(),
             },
             log,
@@ -191,6 +196,7 @@ impl RaftNode {
             config,
             read_rounds,
             clients: Mutex::new(HashMap::new()),
+            peer_tls,
             contact,
         });
         tokio::spawn(batch_read_index(Arc::downgrade(&node), waiting));
@@ -292,7 +298,7 @@ impl RaftNode {
         if let Some(client) = clients.get(&url) {
             return Some((leader, client.clone()));
         }
-        let client = peer_client(&url).ok()?;
+        let client = peer_client(&url, self.peer_tls.as_ref()).ok()?;
         clients.insert(url, client.clone());
         Some((leader, client))
     }

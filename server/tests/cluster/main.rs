@@ -30,6 +30,8 @@
 //!   leader's `/metrics`, as etcd names them.
 //! - [`partitions`]: the leader cut off by a partition (network namespaces)
 //!   stops leading; the majority goes on and expires its leases.
+//! - [`peer_tls`]: members on https:// peer URLs with etcd's peer TLS
+//!   flags and mutual TLS.
 //! - [`membership`]: a learner added, caught up, promoted and removed;
 //!   etcd's refusals.
 
@@ -54,4 +56,5 @@ mod linearizable;
 mod membership;
 mod metrics;
 mod partitions;
+mod peer_tls;
 mod support;
