@@ -115,7 +115,11 @@ impl Proposer {
     /// The batcher task ends when every `Proposer` clone is dropped.
     pub(crate) fn replicated(node: Arc<RaftNode>, store: Store, metrics: &Metrics) -> Self {
         let (queue, rx) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(batch_loop(node.clone(), rx));
+        tokio::spawn(batch_loop(
+            node.clone(),
+            rx,
+            metrics.proposals_failed.clone(),
+        ));
         Self {
             backend: Backend::Replicated { queue, node, store },
             pending: metrics.proposals_pending.clone(),
@@ -196,8 +200,14 @@ impl Proposer {
     }
 }
 
-/// Drains queued proposals into batches and proposes each as one log entry.
-async fn batch_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Proposal>) {
+/// Drains queued proposals into batches and proposes each as one log entry;
+/// a batch that could not be committed (no leader, timeout, leader change)
+/// counts in `failed` (`etcd_server_proposals_failed_total`).
+async fn batch_loop(
+    node: Arc<RaftNode>,
+    mut rx: mpsc::Receiver<Proposal>,
+    failed: prometheus_client::metrics::counter::Counter,
+) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     while let Some(first) = rx.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
@@ -213,6 +223,7 @@ async fn batch_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Proposal>) {
             }
         }
         let node = node.clone();
+        let failed = failed.clone();
         tokio::spawn(async move {
             let (commands, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|p| (p.command, p.reply)).unzip();
@@ -223,6 +234,7 @@ async fn batch_loop(node: Arc<RaftNode>, mut rx: mpsc::Receiver<Proposal>) {
                     }
                 }
                 Err(e) => {
+                    failed.inc_by(replies.len() as u64);
                     for reply in replies {
                         let _ = reply.send(Err(e.shareable()));
                     }

@@ -2,6 +2,7 @@
 //! the leader's links cut. The cut-off leader stops acting as leader
 //! within about an election timeout, as etcd's check-quorum makes it: its
 //! Status and `etcd_server_has_leader` name no leader, it refuses writes
+//! (counted in `etcd_server_proposals_failed_total`)
 //! and linearizable reads, and keep-alives sent to it renew nothing, while
 //! the majority elects a leader, commits, and expires the lease the cut-off
 //! side can no longer keep. Serializable reads still answer on both sides.
@@ -32,14 +33,15 @@ async fn named_leader(member: &ServerProcess) -> Option<u64> {
     status.ok().map(|s| s.into_inner().leader)
 }
 
-/// `etcd_server_has_leader` on `member`'s metrics port.
-async fn has_leader(member: &ServerProcess) -> Option<f64> {
+/// The unlabelled sample `name` on `member`'s metrics port.
+async fn sample(member: &ServerProcess, name: &str) -> Option<f64> {
     let scrape = http_get_from(member.host(), member.metrics_port(), "/metrics").await;
+    let prefix = format!("{name} ");
     scrape
         .body
         .lines()
-        .find_map(|l| l.strip_prefix("etcd_server_has_leader "))
-        .and_then(|v| v.trim().parse().ok())
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Backend) {
@@ -115,8 +117,11 @@ async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Ba
         backend.name(),
         cut.elapsed()
     );
-    assert_eq!(has_leader(old).await, Some(0.0));
-    assert_eq!(has_leader(majority[0]).await, Some(1.0));
+    assert_eq!(sample(old, "etcd_server_has_leader").await, Some(0.0));
+    assert_eq!(
+        sample(majority[0], "etcd_server_has_leader").await,
+        Some(1.0)
+    );
 
     // A keep-alive sent to it now renews nothing: no answer with a TTL.
     renew
@@ -132,6 +137,11 @@ async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Ba
     // It refuses writes and linearizable reads; serializable reads answer.
     let write = put(old, "lost", "x").await;
     assert!(write.is_err(), "committed while cut off: {write:?}");
+    let failed = sample(old, "etcd_server_proposals_failed_total").await;
+    assert!(
+        failed.is_some_and(|n| n >= 1.0),
+        "proposals failed: {failed:?}"
+    );
     let read = get(old, "k", false).await;
     assert!(read.is_err(), "linearizable read while cut off: {read:?}");
     assert_eq!(get(old, "k", true).await.unwrap().as_deref(), Some("v"));
