@@ -129,6 +129,17 @@ pub struct ServeConfig {
     #[arg(long, env = "ROLLCALL_LEASE_REVOKE_BATCH", default_value_t = 1000)]
     pub lease_revoke_batch: usize,
 
+    /// How often the leader records, through the log, the remaining TTL of
+    /// every lease whose TTL is longer than this interval (etcd's lease
+    /// checkpoints, always on here), so that a new leader resumes it from
+    /// there rather than from its full TTL.
+    #[arg(
+        long,
+        env = "ROLLCALL_LEASE_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub lease_checkpoint_interval_ms: u64,
+
     /// Interval of progress notifications to watchers that asked for them,
     /// in milliseconds (etcd's default: 10 minutes).
     #[arg(

@@ -154,14 +154,15 @@ pub async fn run(
         member_id = format_args!("{:x}", store.identity.member_id),
         "store opened"
     );
-    // Every lease starts a full TTL now: a registry outage never expires
-    // healthy services (etcd without checkpointing behaves the same).
+    // Every lease starts again now, from its checkpointed remaining TTL or
+    // its full TTL (as etcd's lessor recovers): an outage never expires
+    // healthy services, and a long lease is not renewed by restarts.
     let lessor = Arc::new(Lessor::default());
     {
         let now = tokio::time::Instant::now();
         let committed = store.read_committed();
-        for (id, ttl) in committed.leases.ids() {
-            lessor.start(id, ttl, now);
+        for (id, ttl, starting) in committed.leases.starting_ttls() {
+            lessor.resume(id, ttl, starting, Duration::ZERO, now);
         }
     }
     let hub = WatchHub::new(
@@ -219,10 +220,12 @@ pub async fn run(
         ExpiryConfig {
             check_interval: Duration::from_millis(config.lease_check_interval_ms.max(1)),
             max_revokes_per_tick: config.lease_revoke_batch.max(1),
+            checkpoint_interval: Duration::from_millis(config.lease_checkpoint_interval_ms.max(1)),
+            promotion_extension: Duration::from_millis(config.election_timeout),
         },
         {
             let store = store.clone();
-            move || store.read_committed().leases.ids().collect()
+            move || store.read_committed().leases.starting_ttls().collect()
         },
         stop_rx.clone(),
     ));

@@ -20,7 +20,7 @@ use crate::lease::LeaseTable;
 use crate::mvcc::index::TreeIndex;
 use crate::mvcc::store::{Committed, Snapshot, delete_compacted};
 use crate::mvcc::{Record, Revision, Store};
-use crate::storage::{self, ALARMS, HISTORY, LEASES, MetaKey};
+use crate::storage::{self, ALARMS, HISTORY, LEASE_CHECKPOINTS, LEASES, MetaKey};
 
 /// Everything `apply` reads and changes besides the redb tables themselves.
 #[derive(Debug, Default, Clone)]
@@ -134,6 +134,10 @@ fn rebuild_leases(db: &Database, lease_of_key: HashMap<Bytes, i64>) -> Result<Le
     for entry in table.iter()? {
         let (id, ttl) = entry?;
         leases.grant(id.value(), ttl.value());
+    }
+    for entry in txn.open_table(LEASE_CHECKPOINTS)?.iter()? {
+        let (id, remaining) = entry?;
+        leases.checkpoint(id.value(), remaining.value());
     }
     for (key, lease) in lease_of_key {
         leases.attach(&key, lease);

@@ -22,7 +22,7 @@ use super::side_state::{SideChange, SideState};
 use crate::error::{Error, Refusal};
 use crate::mvcc::{Record, Revision, WriteTxn};
 use crate::state::State;
-use crate::storage::{ALARMS, HISTORY, LEASES, META, MetaKey};
+use crate::storage::{ALARMS, HISTORY, LEASE_CHECKPOINTS, LEASES, META, MetaKey};
 
 /// What a batch did, for the post-commit step to make visible.
 #[derive(Debug, Default)]
@@ -53,6 +53,7 @@ pub(crate) fn apply_batch<'c>(
     let mut history = txn.open_table(HISTORY)?;
     let mut meta = txn.open_table(META)?;
     let mut lease_rows = txn.open_table(LEASES)?;
+    let mut checkpoint_rows = txn.open_table(LEASE_CHECKPOINTS)?;
     let mut alarm_rows = txn.open_table(ALARMS)?;
     let mut outcome = BatchOutcome::default();
     for command in commands {
@@ -67,6 +68,7 @@ pub(crate) fn apply_batch<'c>(
         let mut side = SideState::new(
             &mut state.leases,
             &mut lease_rows,
+            &mut checkpoint_rows,
             &mut state.alarms,
             &mut alarm_rows,
             &mut outcome.side_log,

@@ -8,9 +8,10 @@
 
 use rollcall_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, ResponseHeader,
-    TxnRequest, TxnResponse, alarm_request, request_op, response_op,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpointRequest, LeaseCheckpointResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest,
+    PutResponse, RangeRequest, ResponseHeader, TxnRequest, TxnResponse, alarm_request, request_op,
+    response_op,
 };
 
 use super::side_state::SideState;
@@ -33,6 +34,9 @@ pub(crate) enum Command {
     LeaseGrant(LeaseGrantRequest),
     LeaseRevoke(LeaseRevokeRequest),
     Alarm(AlarmRequest),
+    /// The leader's record of leases' remaining TTLs; changes no key and no
+    /// revision.
+    LeaseCheckpoint(LeaseCheckpointRequest),
 }
 
 /// The answer to a command; `header.revision` is set, the rest of the header
@@ -48,6 +52,7 @@ pub(crate) enum Applied {
     /// The revoked lease's id, for the lessor to forget.
     LeaseRevoke(LeaseRevokeResponse, i64),
     Alarm(AlarmResponse),
+    LeaseCheckpoint(LeaseCheckpointResponse),
 }
 
 /// Requests a NOSPACE alarm refuses: those that can add data.
@@ -58,6 +63,7 @@ fn adds_data(command: &Command) -> bool {
         Command::DeleteRange(_)
         | Command::Compact(_)
         | Command::LeaseRevoke(_)
+        | Command::LeaseCheckpoint(_)
         | Command::Alarm(_) => false,
     }
 }
@@ -163,6 +169,19 @@ fn apply_command(
                 },
                 req.id,
             ))
+        }
+        Command::LeaseCheckpoint(req) => {
+            // As etcd: leases revoked since the checkpoint was taken are
+            // skipped, not refused.
+            for checkpoint in &req.checkpoints {
+                side.checkpoint(checkpoint.id, checkpoint.remaining_ttl)?;
+            }
+            Ok(Applied::LeaseCheckpoint(LeaseCheckpointResponse {
+                header: Some(ResponseHeader {
+                    revision: txn.rev(),
+                    ..Default::default()
+                }),
+            }))
         }
         Command::DeleteRange(req) => delete_range(txn, req).map(Applied::DeleteRange),
         Command::Txn(req) => apply_txn_request(txn, side.leases(), req).map(Applied::Txn),

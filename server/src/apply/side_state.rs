@@ -19,6 +19,7 @@ use crate::lease::LeaseTable;
 pub(crate) enum SideChange {
     Grant { id: i64, ttl: i64 },
     Revoke { id: i64 },
+    Checkpoint { id: i64, remaining_ttl: i64 },
     Attach { key: Bytes, lease: i64 },
     Detach { key: Bytes },
     Activate { member: u64, alarm: i32 },
@@ -34,6 +35,9 @@ impl SideChange {
             }
             Self::Revoke { id } => {
                 leases.revoke(*id);
+            }
+            Self::Checkpoint { id, remaining_ttl } => {
+                leases.checkpoint(*id, *remaining_ttl);
             }
             Self::Attach { key, lease } => leases.attach(key, *lease),
             Self::Detach { key } => leases.detach(key),
@@ -51,6 +55,7 @@ impl SideChange {
 pub(crate) struct SideState<'a, 't> {
     leases: &'a mut LeaseTable,
     lease_rows: &'a mut Table<'t, i64, i64>,
+    checkpoint_rows: &'a mut Table<'t, i64, i64>,
     alarms: &'a mut AlarmSet,
     alarm_rows: &'a mut Table<'t, (u64, i32), ()>,
     log: &'a mut Vec<SideChange>,
@@ -60,6 +65,7 @@ impl<'a, 't> SideState<'a, 't> {
     pub(crate) fn new(
         leases: &'a mut LeaseTable,
         lease_rows: &'a mut Table<'t, i64, i64>,
+        checkpoint_rows: &'a mut Table<'t, i64, i64>,
         alarms: &'a mut AlarmSet,
         alarm_rows: &'a mut Table<'t, (u64, i32), ()>,
         log: &'a mut Vec<SideChange>,
@@ -67,6 +73,7 @@ impl<'a, 't> SideState<'a, 't> {
         Self {
             leases,
             lease_rows,
+            checkpoint_rows,
             alarms,
             alarm_rows,
             log,
@@ -100,8 +107,24 @@ impl<'a, 't> SideState<'a, 't> {
             return Ok(None);
         };
         self.lease_rows.remove(id)?;
+        self.checkpoint_rows.remove(id)?;
         self.log.push(SideChange::Revoke { id });
         Ok(Some(keys))
+    }
+
+    /// Records a lease's checkpointed remaining TTL (0 clears it); false if
+    /// the lease is unknown.
+    pub(crate) fn checkpoint(&mut self, id: i64, remaining_ttl: i64) -> Result<bool, Error> {
+        if !self.leases.checkpoint(id, remaining_ttl) {
+            return Ok(false);
+        }
+        if remaining_ttl > 0 {
+            self.checkpoint_rows.insert(id, remaining_ttl)?;
+        } else {
+            self.checkpoint_rows.remove(id)?;
+        }
+        self.log.push(SideChange::Checkpoint { id, remaining_ttl });
+        Ok(true)
     }
 
     pub(crate) fn attach(&mut self, key: &Bytes, lease: i64) {

@@ -4,6 +4,13 @@
 //! A min-heap orders deadlines; renewals push a new entry and leave the old
 //! one to be skipped when popped (its deadline no longer matches), which keeps
 //! every operation O(log n).
+//!
+//! Checkpoints: [`Lessor::checkpoints`] reads the remaining TTLs the leader
+//! records through the log, so that a new leader resumes a lease from there
+//! ([`Lessor::resume`]) rather than from its full TTL. A lease renewed after
+//! its remaining TTL was recorded is queued for a reset
+//! ([`Lessor::take_resets`]), since a new leader would otherwise start it
+//! from the stale, shorter remainder.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -18,12 +25,17 @@ struct Deadline {
     ttl: i64,
     /// Handed to the expiry loop; not offered again unless its revoke fails.
     expiring: bool,
+    /// A remaining TTL below the full one is on record for it (checkpointed,
+    /// or it was resumed from one): a renewal must reset that record.
+    checkpointed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Deadlines {
     by_id: HashMap<i64, Deadline>,
     queue: BinaryHeap<Reverse<(Instant, i64)>>,
+    /// Renewed leases whose recorded remaining TTL must be reset.
+    resets: Vec<i64>,
 }
 
 impl Deadlines {
@@ -59,9 +71,23 @@ impl Lessor {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Starts (or restarts, after a restart of the member) a lease's full TTL.
+    /// Starts a lease's full TTL (a grant).
     pub(crate) fn start(&self, id: i64, ttl: i64, now: Instant) {
-        let at = now + ttl_duration(ttl);
+        self.resume(id, ttl, ttl, Duration::ZERO, now);
+    }
+
+    /// Starts a lease's clock on a member taking it over (start-up, a new
+    /// leader): from `starting_ttl` (its checkpointed remaining TTL, or the
+    /// full `ttl`) plus `extension`, which covers the election.
+    pub(crate) fn resume(
+        &self,
+        id: i64,
+        ttl: i64,
+        starting_ttl: i64,
+        extension: Duration,
+        now: Instant,
+    ) {
+        let at = now + ttl_duration(starting_ttl) + extension;
         let mut state = self.state();
         state.by_id.insert(
             id,
@@ -69,9 +95,35 @@ impl Lessor {
                 at,
                 ttl,
                 expiring: false,
+                checkpointed: starting_ttl < ttl,
             },
         );
         state.queue.push(Reverse((at, id)));
+    }
+
+    /// The remaining TTL (whole seconds, rounded up) of every lease whose
+    /// TTL exceeds `min_ttl` seconds and that is not expiring, to record in
+    /// the log; each is then marked for a reset on its next renewal.
+    pub(crate) fn checkpoints(&self, now: Instant, min_ttl: i64) -> Vec<(i64, i64)> {
+        let mut state = self.state();
+        let mut taken = Vec::new();
+        for (id, deadline) in &mut state.by_id {
+            if deadline.expiring || deadline.ttl <= min_ttl {
+                continue;
+            }
+            let left = deadline.at.saturating_duration_since(now);
+            let secs = i64::try_from(left.as_secs()).unwrap_or(i64::MAX);
+            let remaining = (secs + i64::from(left.subsec_nanos() > 0)).max(1);
+            deadline.checkpointed = true;
+            taken.push((*id, remaining.min(deadline.ttl)));
+        }
+        taken.sort_unstable();
+        taken
+    }
+
+    /// Leases renewed since a remaining TTL was recorded for them.
+    pub(crate) fn take_resets(&self) -> Vec<i64> {
+        std::mem::take(&mut self.state().resets)
     }
 
     /// Renews a lease for its full TTL; `None` when it is unknown or already
@@ -84,6 +136,9 @@ impl Lessor {
         }
         deadline.at = now + ttl_duration(deadline.ttl);
         let (at, ttl) = (deadline.at, deadline.ttl);
+        if std::mem::take(&mut deadline.checkpointed) {
+            state.resets.push(id);
+        }
         state.queue.push(Reverse((at, id)));
         state.shed_stale_entries();
         Some(ttl)
@@ -183,6 +238,29 @@ mod tests {
         let mut expired = lessor.take_expired(Instant::now(), 10);
         expired.sort_unstable();
         assert_eq!(expired, vec![1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn checkpoints_record_long_leases_and_a_renewal_resets_them() {
+        let lessor = Lessor::default();
+        let t0 = Instant::now();
+        lessor.start(1, 600, t0);
+        lessor.start(2, 5, t0);
+        // Resumed from a checkpoint of 100 s, with a 2 s extension.
+        lessor.resume(3, 600, 100, Duration::from_secs(2), t0);
+        assert_eq!(lessor.remaining(3, t0), Some(Duration::from_secs(102)));
+        tokio::time::advance(Duration::from_millis(10_500)).await;
+        let now = Instant::now();
+        // Only TTLs above the interval's 300 s; rounded up.
+        assert_eq!(lessor.checkpoints(now, 300), vec![(1, 590), (3, 92)]);
+        assert!(lessor.take_resets().is_empty());
+        lessor.renew(2, now);
+        lessor.renew(3, now);
+        lessor.renew(3, now);
+        assert_eq!(lessor.take_resets(), vec![3], "once, and only for 3");
+        lessor.renew(1, now);
+        assert_eq!(lessor.take_resets(), vec![1]);
+        assert!(lessor.take_resets().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

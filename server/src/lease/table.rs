@@ -12,6 +12,21 @@ pub(crate) struct LeaseEntry {
     pub ttl: i64,
     /// Keys currently attached, in key order (revoke deletes them in this order).
     pub keys: BTreeSet<Bytes>,
+    /// The remaining TTL at the last checkpoint; 0 when none (or renewed
+    /// since), and then the full TTL counts.
+    pub remaining_ttl: i64,
+}
+
+impl LeaseEntry {
+    /// The TTL a lease starts with when a member takes over its clock: the
+    /// checkpointed remaining TTL if any, else the full TTL.
+    pub(crate) fn starting_ttl(&self) -> i64 {
+        if self.remaining_ttl > 0 {
+            self.remaining_ttl.min(self.ttl)
+        } else {
+            self.ttl
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -35,6 +50,26 @@ impl LeaseTable {
         self.leases.iter().map(|(id, e)| (*id, e.ttl))
     }
 
+    /// Every lease as `(id, ttl, starting ttl)`: the TTL it starts from when
+    /// a member takes over the lease clock ([`LeaseEntry::starting_ttl`]).
+    pub(crate) fn starting_ttls(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+        self.leases
+            .iter()
+            .map(|(id, e)| (*id, e.ttl, e.starting_ttl()))
+    }
+
+    /// Records a checkpointed remaining TTL (0 clears it); false if the
+    /// lease is unknown.
+    pub(crate) fn checkpoint(&mut self, id: i64, remaining_ttl: i64) -> bool {
+        match self.leases.get_mut(&id) {
+            Some(entry) => {
+                entry.remaining_ttl = remaining_ttl.max(0);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Adds a lease; false if the id is taken.
     pub(crate) fn grant(&mut self, id: i64, ttl: i64) -> bool {
         if self.leases.contains_key(&id) {
@@ -45,6 +80,7 @@ impl LeaseTable {
             LeaseEntry {
                 ttl,
                 keys: BTreeSet::new(),
+                remaining_ttl: 0,
             },
         );
         true

@@ -38,6 +38,7 @@ pub(crate) fn command_to_pb(command: &Command) -> pb::Command {
         Command::LeaseGrant(r) => command::Kind::LeaseGrant(r),
         Command::LeaseRevoke(r) => command::Kind::LeaseRevoke(r),
         Command::Alarm(r) => command::Kind::Alarm(r),
+        Command::LeaseCheckpoint(r) => command::Kind::LeaseCheckpoint(r),
     };
     pb::Command { kind: Some(kind) }
 }
@@ -51,6 +52,7 @@ pub(crate) fn command_from_pb(command: pb::Command) -> Result<Command, CodecErro
         command::Kind::LeaseGrant(r) => Command::LeaseGrant(r),
         command::Kind::LeaseRevoke(r) => Command::LeaseRevoke(r),
         command::Kind::Alarm(r) => Command::Alarm(r),
+        command::Kind::LeaseCheckpoint(r) => Command::LeaseCheckpoint(r),
     })
 }
 
@@ -76,6 +78,7 @@ pub(crate) fn results_to_pb(results: &[Result<Applied, Refusal>]) -> PbResults {
                 Ok(Applied::LeaseGrant(r)) => (command_result::Kind::LeaseGrant(r), 0),
                 Ok(Applied::LeaseRevoke(r, id)) => (command_result::Kind::LeaseRevoke(r), id),
                 Ok(Applied::Alarm(r)) => (command_result::Kind::Alarm(r), 0),
+                Ok(Applied::LeaseCheckpoint(r)) => (command_result::Kind::LeaseCheckpoint(r), 0),
                 Err(refusal) => (command_result::Kind::Refusal(refusal.code()), 0),
             };
             CommandResult {
@@ -103,6 +106,7 @@ pub(crate) fn results_from_pb(
                 command_result::Kind::LeaseGrant(r) => Ok(Applied::LeaseGrant(r)),
                 command_result::Kind::LeaseRevoke(r) => Ok(Applied::LeaseRevoke(r, detail)),
                 command_result::Kind::Alarm(r) => Ok(Applied::Alarm(r)),
+                command_result::Kind::LeaseCheckpoint(r) => Ok(Applied::LeaseCheckpoint(r)),
                 command_result::Kind::Refusal(code) => {
                     Err(Refusal::from_code(code).ok_or(CodecError::UnknownRefusal(code))?)
                 }

@@ -25,7 +25,7 @@ use crate::mvcc::store::{Snapshot as ReadSnapshot, delete_compacted};
 use crate::settle::Settle;
 use crate::state::State;
 use crate::storage::snapshot::write_copy_of;
-use crate::storage::{ALARMS, HISTORY, LEASES, META, MetaKey};
+use crate::storage::{ALARMS, HISTORY, LEASE_CHECKPOINTS, LEASES, META, MetaKey};
 
 type Meta = SnapshotMeta<u64, MemberNode>;
 
@@ -265,9 +265,11 @@ fn replace_tables(
     let txn = db.begin_write().map_err(sm_err)?;
     clear(&txn, HISTORY)?;
     clear(&txn, LEASES)?;
+    clear(&txn, LEASE_CHECKPOINTS)?;
     clear(&txn, ALARMS)?;
     copy(&from, &txn, HISTORY)?;
     copy(&from, &txn, LEASES)?;
+    copy(&from, &txn, LEASE_CHECKPOINTS)?;
     copy(&from, &txn, ALARMS)?;
     {
         // The member keeps its own identity; the counters are the leader's.

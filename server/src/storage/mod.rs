@@ -10,7 +10,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase};
 
 use crate::error::Error;
-pub use schema::{ALARMS, HISTORY, LEASES, META, MetaKey, RAFT_STATE};
+pub use schema::{ALARMS, HISTORY, LEASE_CHECKPOINTS, LEASES, META, MetaKey, RAFT_STATE};
 
 /// File name of the database inside `--data-dir`.
 pub const DB_FILE: &str = "rollcall.redb";
@@ -35,6 +35,7 @@ pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<Database, Error> {
     txn.open_table(HISTORY)?;
     txn.open_table(META)?;
     txn.open_table(LEASES)?;
+    txn.open_table(LEASE_CHECKPOINTS)?;
     txn.open_table(ALARMS)?;
     txn.open_table(RAFT_STATE)?;
     txn.commit()?;

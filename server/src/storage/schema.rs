@@ -6,6 +6,8 @@
 //!   (later) watch replay read it. Compaction removes what no read at or above
 //!   the compact revision can see.
 //! * `leases`: the granted leases; written with the keys they affect.
+//! * `lease_checkpoints`: the remaining TTL last checkpointed for a lease
+//!   (absent: none, the full TTL counts).
 //! * `alarms`: active alarms (NOSPACE), replicated like the data.
 //! * `meta`: counters written in the same transaction as the data they
 //!   describe, so a crash never separates them.
@@ -18,6 +20,10 @@ pub const HISTORY: TableDefinition<(i64, i64), &[u8]> = TableDefinition::new("hi
 /// Lease id → granted TTL in seconds. Attached keys are not stored twice:
 /// they are the live keys whose record names the lease.
 pub const LEASES: TableDefinition<i64, i64> = TableDefinition::new("leases");
+
+/// Lease id → remaining TTL in seconds at its last checkpoint (etcd's
+/// `remainingTTL`): a new leader starts the lease from it, not its full TTL.
+pub const LEASE_CHECKPOINTS: TableDefinition<i64, i64> = TableDefinition::new("lease_checkpoints");
 
 /// Active alarms: `(member id, alarm type)`.
 pub const ALARMS: TableDefinition<(u64, i32), ()> = TableDefinition::new("alarms");

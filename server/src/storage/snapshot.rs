@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 
-use super::{ALARMS, DB_FILE, HISTORY, LEASES, META, MetaKey, RAFT_STATE};
+use super::{ALARMS, DB_FILE, HISTORY, LEASE_CHECKPOINTS, LEASES, META, MetaKey, RAFT_STATE};
 use crate::error::Error;
 
 /// Bytes of the checksum trailer.
@@ -68,6 +68,7 @@ pub(crate) fn write_copy_of(snapshot: &redb::ReadTransaction, path: &Path) -> Re
     let txn = copy.begin_write()?;
     copy_table(snapshot, &txn, HISTORY)?;
     copy_table(snapshot, &txn, LEASES)?;
+    copy_table(snapshot, &txn, LEASE_CHECKPOINTS)?;
     copy_table(snapshot, &txn, ALARMS)?;
     copy_table(snapshot, &txn, META)?;
     copy_table(snapshot, &txn, RAFT_STATE)?;

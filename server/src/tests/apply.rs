@@ -446,3 +446,60 @@ fn a_read_only_txn_answers_like_the_write_path_at_the_reader_revision() {
     assert_eq!(read, written);
     assert_eq!(read.header.map(|h| h.revision), Some(3));
 }
+
+fn checkpoint(pairs: &[(i64, i64)]) -> Command {
+    use rollcall_proto::etcdserverpb::{LeaseCheckpoint, LeaseCheckpointRequest};
+    Command::LeaseCheckpoint(LeaseCheckpointRequest {
+        checkpoints: pairs
+            .iter()
+            .map(|&(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+            .collect(),
+    })
+}
+
+#[test]
+fn a_lease_checkpoint_records_remaining_ttls_without_a_revision() {
+    let mut s = Scratch::new();
+    s.apply_all(&[grant(1, 600), grant(2, 600), put("k", "v")]);
+    let out = s.apply(&checkpoint(&[(1, 120), (2, 30), (9, 5)]));
+    let Applied::LeaseCheckpoint(resp) = out.ok() else {
+        panic!("not a checkpoint answer");
+    };
+    // No key changed: the revision stays, and the unknown lease 9 is skipped.
+    assert_eq!(resp.header.map(|h| h.revision), Some(2));
+    let starting = |s: &Scratch, id| s.leases.get(id).map(|e| e.starting_ttl());
+    assert_eq!((starting(&s, 1), starting(&s, 2)), (Some(120), Some(30)));
+    // A reset (0) brings back the full TTL; a remainder never exceeds it.
+    s.apply(&checkpoint(&[(2, 0), (1, 900)])).ok();
+    assert_eq!((starting(&s, 1), starting(&s, 2)), (Some(600), Some(600)));
+}
+
+#[tokio::test]
+async fn lease_checkpoints_survive_a_restart_and_go_with_their_lease() {
+    use super::fixture::Node;
+    let node = Node::start();
+    for command in [
+        grant(1, 600),
+        grant(2, 600),
+        grant(3, 600),
+        checkpoint(&[(1, 120), (2, 30), (3, 40)]),
+        checkpoint(&[(2, 0)]),
+        revoke(3),
+    ] {
+        node.proposer.propose(command).await.expect("applied");
+    }
+    let node = node.restart();
+    let committed = node.committed();
+    let starting: Vec<_> = committed.leases.starting_ttls().collect();
+    assert_eq!(starting, [(1, 600, 120), (2, 600, 600)]);
+    // Only lease 1's record is on disk: reset and revoked ones are removed.
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let db = node.store.db();
+    let txn = db.begin_read().expect("read");
+    let rows = txn
+        .open_table(crate::storage::LEASE_CHECKPOINTS)
+        .expect("table")
+        .len()
+        .expect("len");
+    assert_eq!(rows, 1);
+}

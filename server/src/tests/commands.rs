@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use rollcall_proto::etcdserverpb::{
-    AlarmRequest, AlarmType, CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest,
-    LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, alarm_request, compare,
-    request_op,
+    AlarmRequest, AlarmType, CompactionRequest, Compare, DeleteRangeRequest, LeaseCheckpoint,
+    LeaseCheckpointRequest, LeaseGrantRequest, LeaseRevokeRequest, PutRequest, RangeRequest,
+    RequestOp, TxnRequest, alarm_request, compare, request_op,
 };
 
 use crate::apply::Command;
@@ -153,6 +153,14 @@ pub(crate) fn command() -> impl Strategy<Value = Command> {
         })),
         2 => (1..5i64, 1..100i64).prop_map(|(id, ttl)| Command::LeaseGrant(LeaseGrantRequest { id, ttl })),
         1 => (0..6i64).prop_map(|id| Command::LeaseRevoke(LeaseRevokeRequest { id })),
+        1 => proptest::collection::vec((0..6i64, 0..100i64), 1..4).prop_map(|pairs| {
+            Command::LeaseCheckpoint(LeaseCheckpointRequest {
+                checkpoints: pairs
+                    .into_iter()
+                    .map(|(id, remaining_ttl)| LeaseCheckpoint { id, remaining_ttl })
+                    .collect(),
+            })
+        }),
         // Raised less often than disarmed, so NOSPACE refusals happen but
         // do not refuse most of a sequence.
         1 => (0..5i32).prop_map(|action| Command::Alarm(AlarmRequest {

@@ -80,7 +80,7 @@ proptest! {
         prop_assert_eq!((a.state.rev, a.state.compact_rev), (b.state.rev, b.state.compact_rev));
         prop_assert_eq!(every_revision(&a), every_revision(&b));
         let leases = |r: &Replica| r.state.leases.ids().map(|(id, ttl)| {
-            (id, ttl, r.state.leases.get(id).map(|e| e.keys.clone()))
+            (id, ttl, r.state.leases.get(id).map(|e| (e.keys.clone(), e.remaining_ttl)))
         }).collect::<Vec<_>>();
         prop_assert_eq!(leases(&a), leases(&b));
         prop_assert_eq!(&a.state.alarms, &b.state.alarms);

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::mvcc::View;
 use crate::mvcc::store::{ReadHistory, delete_compacted};
 use crate::state::State;
-use crate::storage::{self, ALARMS, HISTORY, LEASES, META};
+use crate::storage::{self, ALARMS, HISTORY, LEASE_CHECKPOINTS, LEASES, META};
 
 pub(crate) struct Replica {
     pub(crate) db: Database,
@@ -74,6 +74,7 @@ impl Replica {
             dump(&txn, HISTORY),
             dump(&txn, META),
             dump(&txn, LEASES),
+            dump(&txn, LEASE_CHECKPOINTS),
             dump(&txn, ALARMS),
         ]
     }

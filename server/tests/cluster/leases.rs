@@ -2,7 +2,10 @@
 //! outlives several TTLs (the follower forwards keep-alives to the leader,
 //! where the deadlines live), TimeToLive through a follower sees the
 //! leader's deadline, and once keep-alives stop the leader expires the
-//! lease and every member loses its key.
+//! lease and every member loses its key. And (rollcall only: etcd 3.4's
+//! checkpoint interval is a fixed 5 minutes) a new leader resumes a lease
+//! from its checkpointed remaining TTL rather than its full TTL, while a
+//! lease renewed since its checkpoint starts full again.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +14,9 @@ use rollcall_proto::etcdserverpb::{LeaseKeepAliveRequest, PutRequest};
 use rollcall_tests::Backend;
 use rollcall_tests::grpc::b;
 
-use crate::support::{clients, get, leader, three};
+use rollcall_tests::Cluster;
+
+use crate::support::{clients, get, leader, put_eventually, three};
 
 backend_tests!(a_lease_kept_alive_through_a_follower_lives_and_then_expires);
 
@@ -87,4 +92,61 @@ async fn a_lease_kept_alive_through_a_follower_lives_and_then_expires(backend: B
         "expired too early"
     );
     assert_eq!(clients(follower).time_to_live(id, false).await.ttl, -1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_leases_from_their_checkpoints() {
+    let test = "leases::a_new_leader_resumes_leases_from_their_checkpoints";
+    let Some(backend) =
+        rollcall_tests::backend::rollcall_backend(env!("CARGO_BIN_EXE_rollcall"), test)
+    else {
+        return;
+    };
+    rollcall_tests::backend::run_bounded(test, resumes_from_checkpoints(backend)).await;
+}
+
+async fn resumes_from_checkpoints(backend: Backend) {
+    const LONG_TTL: i64 = 60;
+    // Checkpoints every second for leases longer than a second.
+    let mut cluster = Cluster::builder(backend, 3)
+        .peer_args(|layout, i| {
+            let mut args = layout.etcd_peer_args(i);
+            args.extend(["--lease-checkpoint-interval-ms".into(), "1000".into()]);
+            args
+        })
+        .start()
+        .await
+        .unwrap();
+    let lead = leader(&cluster).await;
+    let mut c = clients(cluster.member(lead));
+    let idle = c.try_grant(LONG_TTL, 0).await.unwrap().id;
+    let renewed = c.try_grant(LONG_TTL, 0).await.unwrap().id;
+    // Time passes on the leader's clock, and its checkpoints record it.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let mut keeper = rollcall_tests::keepalive::KeepAlive::open(&c.lease);
+    assert!(keeper.once(renewed).await.ttl > 0);
+    // Past the next checkpoint tick, which records the renewal's reset.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(keeper);
+    cluster.member_mut(lead).kill9().unwrap();
+    let survivor = (lead + 1) % 3;
+    put_eventually(cluster.member(survivor), "after", "1").await;
+    let ttl = |id| {
+        let member = cluster.member(survivor);
+        async move { clients(member).time_to_live(id, false).await }
+    };
+    let idle_ttl = ttl(idle).await;
+    let renewed_ttl = ttl(renewed).await;
+    // Without checkpoints both would start a full 60 s again. The idle
+    // lease had about 46 s left at the last checkpoint before the kill (plus
+    // the 1 s election extension); the renewed one starts full.
+    assert!(
+        idle_ttl.ttl > 0 && idle_ttl.ttl <= LONG_TTL - 8,
+        "the idle lease restarted near its full TTL: {idle_ttl:?}"
+    );
+    assert!(
+        renewed_ttl.ttl >= LONG_TTL - 5,
+        "the renewed lease lost its renewal: {renewed_ttl:?}"
+    );
+    assert_eq!(idle_ttl.granted_ttl, LONG_TTL);
 }

@@ -20,7 +20,7 @@
 //!   stream breaks, recorded for `rollcall_tests::watch_check`.
 //! - [`faults`]: leader kill, a minority without quorum, restarts.
 //! - [`leases`]: keep-alives and TimeToLive through a follower, expiry by
-//!   the leader only.
+//!   the leader only; a new leader resumes leases from their checkpoints.
 //! - [`linearizable`]: concurrent reads, writes and compare-and-sets under
 //!   kill -9 and SIGSTOP of members (the leader too), and under partitions
 //!   of members on hosts of their own, checked for
