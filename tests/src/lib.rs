@@ -17,6 +17,7 @@
 //!   probe, kill -9, SIGSTOP/SIGCONT, restart on the same data dir and ports).
 //! - [`cluster`]: [`Cluster`], N members started together, on loopback or
 //!   each on its own host ([`netns`]) for partitions.
+//! - [`pki`]: a throwaway CA and certificates for TLS tests.
 //! - [`netns`]: [`netns::Hosts`], network namespaces on a bridge whose
 //!   links a test cuts and heals.
 //! - [`backend`]: [`backend_tests!`], each test against rollcall and etcd.
@@ -62,6 +63,7 @@ pub mod linearizability;
 pub mod metrics;
 pub mod netns;
 pub mod normalize;
+pub mod pki;
 pub mod ports;
 pub mod process;
 pub mod rng;

@@ -238,8 +238,10 @@ async fn a_watcher_from_history_catches_up_and_joins_live_with_no_gap_or_duplica
         .into_iter()
         .chain(revisions(&rest))
         .collect();
+    // Every revision exactly once. (On a loaded machine the 64-message
+    // stream may also fill and send the watcher back to history as a slow
+    // consumer; it must deliver the same.)
     assert_eq!(all, (2..=newest).collect::<Vec<_>>());
-    assert_eq!(node.metrics.slow_watchers.get(), 0);
 }
 
 #[tokio::test]

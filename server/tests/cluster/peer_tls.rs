@@ -2,63 +2,23 @@
 //! `--peer-cert-file`, `--peer-key-file`, `--peer-trusted-ca-file` and
 //! `--peer-client-cert-auth` elect a leader and replicate; on rollcall the
 //! peer port then refuses a plaintext call. Certificates are made per test
-//! with rcgen (a CA and one peer certificate for 127.0.0.1, usable as
-//! server and as client, as etcd's peer certificates are).
+//! (`rollcall_tests::pki`: one certificate for 127.0.0.1 usable as server
+//! and as client, as etcd's peer certificates are).
 
-use std::path::PathBuf;
-
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, SanType,
-};
 use rollcall_proto::rollcallraftpb::ReadIndexRequest;
 use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
+use rollcall_tests::pki::Pki;
 use rollcall_tests::{Backend, Cluster};
 
 use crate::support::{caught_up, leader, put_eventually};
 
 backend_tests!(members_replicate_over_mutual_tls_peer_links);
 
-/// A CA and a peer certificate signed by it, as PEM files.
-struct PeerPki {
-    dir: tempfile::TempDir,
-}
-
-impl PeerPki {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "rollcall peer CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut peer = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        peer.subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        peer.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = peer.signed_by(&key, &ca).unwrap();
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        write("ca.pem", ca.pem());
-        write("peer.pem", cert.pem());
-        write("peer.key", key.serialize_pem());
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
 async fn members_replicate_over_mutual_tls_peer_links(backend: Backend) {
-    let pki = PeerPki::new();
+    let pki = Pki::new().unwrap();
     let tls_args: Vec<String> = [
-        ("--peer-cert-file", "peer.pem"),
-        ("--peer-key-file", "peer.key"),
+        ("--peer-cert-file", "server.pem"),
+        ("--peer-key-file", "server.key"),
         ("--peer-trusted-ca-file", "ca.pem"),
     ]
     .iter()

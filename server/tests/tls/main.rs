@@ -1,62 +1,16 @@
 //! TLS on the client listener, driven by the real `etcdctl`: server
 //! authentication, mutual TLS with `--client-cert-auth`, and refusal of a
-//! client without a certificate. Certificates are made per test with rcgen.
+//! client without a certificate. Certificates are made per test
+//! (`rollcall_tests::pki`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, SanType,
-};
+use rollcall_tests::pki::Pki;
 use rollcall_tests::ports::free_port;
 use rollcall_tests::{Tool, require_or_skip};
-
-/// PEM files of a CA, a server certificate for 127.0.0.1 and a client certificate.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "rollcall test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-
-        let server_key = KeyPair::generate().unwrap();
-        let mut server = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-        server
-            .subject_alt_names
-            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_cert = server.signed_by(&server_key, &ca).unwrap();
-
-        let client_key = KeyPair::generate().unwrap();
-        let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
-        client.distinguished_name.push(DnType::CommonName, "client");
-        client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let client_cert = client.signed_by(&client_key, &ca).unwrap();
-
-        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-        write("ca.pem", ca.pem());
-        write("server.pem", server_cert.pem());
-        write("server.key", server_key.serialize_pem());
-        write("client.pem", client_cert.pem());
-        write("client.key", client_key.serialize_pem());
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
 
 /// A rollcall process serving https on a free port; killed on drop.
 struct TlsServer {
@@ -146,7 +100,7 @@ fn server_tls_serves_etcdctl() {
     if !require_or_skip(Tool::Etcdctl, "tls::server_tls_serves_etcdctl") {
         return;
     }
-    let pki = Pki::new();
+    let pki = Pki::new().unwrap();
     let server = TlsServer::start(&pki, false);
     let ready = wait_ready(&server, &pki, false);
     assert!(
@@ -175,7 +129,7 @@ fn client_cert_auth_requires_a_signed_client_certificate() {
     ) {
         return;
     }
-    let pki = Pki::new();
+    let pki = Pki::new().unwrap();
     let server = TlsServer::start(&pki, true);
     let ready = wait_ready(&server, &pki, true);
     assert!(
@@ -221,7 +175,7 @@ fn rollcall_cli(endpoint: &str, pki: &Pki, certs: bool, args: &[&str]) -> std::p
 
 #[test]
 fn rollcall_cli_speaks_mutual_tls() {
-    let pki = Pki::new();
+    let pki = Pki::new().unwrap();
     let server = TlsServer::start(&pki, true);
     let deadline = Instant::now() + Duration::from_secs(20);
     let put = loop {
@@ -277,7 +231,7 @@ fn rollcall_cli_speaks_mutual_tls() {
 #[tokio::test]
 async fn client_library_connects_with_mutual_tls() {
     use rollcall_client::{Client, ClientTls, ConnectOptions};
-    let pki = Pki::new();
+    let pki = Pki::new().unwrap();
     let server = TlsServer::start(&pki, true);
     let tls = ClientTls {
         ca: pki.path("ca.pem"),
