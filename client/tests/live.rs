@@ -150,7 +150,9 @@ async fn keeper_renews_then_reports_a_revoke(backend: Backend) {
     // Past the TTL: alive only because the keeper renewed it.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     assert!(!keeper.is_lost());
-    assert!(keeper.state().renewals >= 4, "{:?}", keeper.state());
+    // About one renewal a second (a third of the TTL); at least two, even
+    // on a loaded machine, to have outlived the TTL.
+    assert!(keeper.state().renewals >= 2, "{:?}", keeper.state());
     assert_eq!(client.get("/k/a").await.expect("get").kvs.len(), 1);
 
     client.revoke(lease).await.expect("revoke");

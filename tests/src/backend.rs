@@ -58,13 +58,27 @@ pub fn etcd_backend(test: &str) -> Option<Backend> {
     require_or_skip(Tool::Etcd, test).then_some(Backend::Etcd)
 }
 
-/// Runs `test` under [`TEST_TIMEOUT`].
+/// Environment variable that raises [`TEST_TIMEOUT`] (whole seconds), for
+/// soak runs.
+pub const TEST_TIMEOUT_ENV: &str = "ROLLCALL_TEST_TIMEOUT_SECS";
+
+/// [`TEST_TIMEOUT`], or `ROLLCALL_TEST_TIMEOUT_SECS` when set.
+#[must_use]
+pub fn test_timeout() -> Duration {
+    std::env::var(TEST_TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(TEST_TIMEOUT, Duration::from_secs)
+}
+
+/// Runs `test` under [`test_timeout`].
 ///
 /// # Panics
 /// When it does not finish in time.
 pub async fn run_bounded(name: &str, test: impl Future<Output = ()>) {
-    if tokio::time::timeout(TEST_TIMEOUT, test).await.is_err() {
-        panic!("{name} did not finish within {TEST_TIMEOUT:?}");
+    let limit = test_timeout();
+    if tokio::time::timeout(limit, test).await.is_err() {
+        panic!("{name} did not finish within {limit:?}");
     }
 }
 

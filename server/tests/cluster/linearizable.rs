@@ -9,7 +9,8 @@
 //! (`rollcall_tests::watch_check`): in order, no duplicate, no gap, resumed
 //! exactly where it left off, the same revisions on every member. After the
 //! faults, the cluster must serve every member again. Bounded: about 30 s
-//! of load per backend.
+//! of load per backend; a soak runs longer with `ROLLCALL_SOAK_ROUNDS=N`
+//! (N faults, about 5 s each) and `ROLLCALL_TEST_TIMEOUT_SECS`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -39,8 +40,17 @@ const CLIENTS: u64 = 6;
 const KEYS: [&str; 4] = ["lin/a", "lin/b", "lin/c", "lin/d"];
 /// One RPC's bound: past it the operation is indeterminate.
 const OP_TIMEOUT: Duration = Duration::from_secs(3);
-/// Faults injected, one every few seconds.
+/// Faults injected, one every few seconds (a soak run sets
+/// `ROLLCALL_SOAK_ROUNDS`, with `ROLLCALL_TEST_TIMEOUT_SECS` to match).
 const FAULTS: usize = 6;
+
+/// How many faults this run injects.
+fn fault_rounds() -> usize {
+    std::env::var("ROLLCALL_SOAK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FAULTS)
+}
 /// How long a member stays killed or paused: longer than the slowest
 /// election (twice the 1 s election timeout), so the survivors must make
 /// progress without it.
@@ -323,7 +333,7 @@ async fn run(backend: Backend, mut cluster: Cluster, nemesis: Nemesis) {
 async fn crash_and_pause(cluster: &mut Cluster) -> Vec<String> {
     let mut faults = Vec::new();
     let mut rng = SplitMix64::new(7);
-    for round in 0..FAULTS {
+    for round in 0..fault_rounds() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let lead = leader(cluster).await;
         let target = if round % 2 == 0 {
@@ -359,7 +369,7 @@ async fn crash_and_pause(cluster: &mut Cluster) -> Vec<String> {
 async fn partition(cluster: &Cluster) -> Vec<String> {
     let hosts = cluster.hosts().expect("members on hosts of their own");
     let mut faults = Vec::new();
-    for round in 0..FAULTS {
+    for round in 0..fault_rounds() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let lead = leader(cluster).await;
         let follower = (lead + 1 + round % 2) % 3;
