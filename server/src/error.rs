@@ -143,6 +143,8 @@ pub enum ClusterError {
     TooManyRequests,
     #[error("etcdserver: rpc not supported for learner")]
     LearnerRpc,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
 }
 
 /// Membership changes etcd refuses, with its messages (`rpctypes/error.go`).
@@ -180,6 +182,7 @@ impl ClusterError {
             Self::TimeoutDueToConnectionLost,
             Self::TooManyRequests,
             Self::LearnerRpc,
+            Self::LeaderTransferTimeout,
         ]
         .into_iter()
         .find(|e| e.to_string() == message)

@@ -1,14 +1,22 @@
 //! The Maintenance service: Status, Alarm (list, activate, disarm through the
 //! proposer), Defragment (on the applier, logging how long writes waited),
 //! HashKV and Snapshot (a consistent copy of the database streamed in etcd's
-//! chunks with its SHA-256 trailer). Hash (the whole-backend hash) and
-//! MoveLeader, which a single member has no use for, answer UNIMPLEMENTED
-//! through the generated default stubs.
+//! chunks with its SHA-256 trailer), MoveLeader with etcd's checks. Hash
+//! (the whole-backend hash) answers UNIMPLEMENTED through the generated
+//! default stub.
+//!
+//! MoveLeader: openraft 0.9 cannot hand leadership to a chosen member, so
+//! after etcd's checks (`not leader` on a follower, `bad leader transferee`
+//! for an unknown member or a learner) a move to the leader itself succeeds,
+//! as on etcd, and a move to another member answers the error etcd gives
+//! when a transfer does not complete: `request timed out, leader transfer
+//! took too long`.
 
 use rollcall_proto::etcdserverpb::maintenance_server::Maintenance;
 use rollcall_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
-    HashKvResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    HashKvResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest, SnapshotResponse,
+    StatusRequest, StatusResponse,
 };
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -17,7 +25,7 @@ use tonic::{Request, Response, Status};
 
 use super::header::HeaderFiller;
 use crate::apply::{Applied, Command};
-use crate::error::Error;
+use crate::error::{ClusterError, Error, MembershipError};
 use crate::mvcc::Store;
 use crate::proposer::Proposer;
 use crate::raft::node::RaftPosition;
@@ -135,6 +143,34 @@ impl Maintenance for MaintenanceService {
                 "applier answered with the wrong response kind",
             )),
         }
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        let me = self.header.member_id();
+        let voter = match self.proposer.node() {
+            Some(node) => {
+                if !node.is_leader() {
+                    return Err(Error::Cluster(ClusterError::NotLeader).into());
+                }
+                node.members()
+                    .iter()
+                    .any(|m| m.id == target && !m.is_learner)
+            }
+            None => target == me,
+        };
+        if !voter {
+            return Err(Error::Membership(MembershipError::BadLeaderTransferee).into());
+        }
+        if target != me {
+            return Err(Error::Cluster(ClusterError::LeaderTransferTimeout).into());
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: self.header.header(),
+        }))
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {

@@ -28,6 +28,8 @@
 //!   watch guarantees.
 //! - [`metrics`]: peer round trips, leader and pending writes in the
 //!   leader's `/metrics`, as etcd names them.
+//! - [`move_leader`]: MoveLeader's refusals as etcd's (rollcall cannot
+//!   transfer leadership: openraft 0.9).
 //! - [`partitions`]: the leader cut off by a partition (network namespaces)
 //!   stops leading; the majority goes on and expires its leases.
 //! - [`peer_tls`]: members on https:// peer URLs with etcd's peer TLS
@@ -55,6 +57,7 @@ mod leases;
 mod linearizable;
 mod membership;
 mod metrics;
+mod move_leader;
 mod partitions;
 mod peer_tls;
 mod support;
