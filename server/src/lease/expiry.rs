@@ -83,14 +83,23 @@ pub(crate) async fn run(
             next_checkpoint = now + config.checkpoint_interval;
             continue;
         }
-        let resets: Vec<(i64, i64)> = lessor.take_resets().into_iter().map(|id| (id, 0)).collect();
-        checkpoint(&proposer, &resets).await;
+        let resets = lessor.take_resets();
+        if !resets.is_empty() {
+            let cleared: Vec<(i64, i64)> = resets.iter().map(|&id| (id, 0)).collect();
+            if !checkpoint(&proposer, &cleared).await {
+                // Tried again next tick: a stale remainder must not outlive
+                // the renewal that voided it.
+                lessor.requeue_resets(resets);
+            }
+        }
         if Instant::now() >= next_checkpoint {
             next_checkpoint = Instant::now() + config.checkpoint_interval;
             let taken = lessor.checkpoints(Instant::now(), checkpoint_above);
             if !taken.is_empty() {
                 tracing::debug!(leases = taken.len(), "checkpointing remaining TTLs");
             }
+            // A failure only costs precision: the next interval records
+            // every remainder again.
             checkpoint(&proposer, &taken).await;
         }
         let expired = lessor.take_expired(Instant::now(), config.max_revokes_per_tick);
@@ -131,9 +140,9 @@ pub(crate) async fn run(
 }
 
 /// Records `(lease, remaining TTL)` pairs through the log (0 resets a
-/// record), in commands of at most [`CHECKPOINTS_PER_COMMAND`]. A failure
-/// only costs precision: the next interval records them again.
-async fn checkpoint(proposer: &Proposer, remaining: &[(i64, i64)]) {
+/// record), in commands of at most [`CHECKPOINTS_PER_COMMAND`]; false if a
+/// command was not recorded.
+async fn checkpoint(proposer: &Proposer, remaining: &[(i64, i64)]) -> bool {
     for chunk in remaining.chunks(CHECKPOINTS_PER_COMMAND) {
         let checkpoints = chunk
             .iter()
@@ -142,7 +151,8 @@ async fn checkpoint(proposer: &Proposer, remaining: &[(i64, i64)]) {
         let command = Command::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints });
         if let Err(e) = proposer.propose(command).await {
             tracing::debug!(error = %e, "lease checkpoint not recorded");
-            return;
+            return false;
         }
     }
+    true
 }

@@ -126,6 +126,11 @@ impl Lessor {
         std::mem::take(&mut self.state().resets)
     }
 
+    /// Gives back resets whose recording failed, to be taken again.
+    pub(crate) fn requeue_resets(&self, ids: Vec<i64>) {
+        self.state().resets.extend(ids);
+    }
+
     /// Renews a lease for its full TTL; `None` when it is unknown or already
     /// expired (an expired lease is as good as revoked).
     pub(crate) fn renew(&self, id: i64, now: Instant) -> Option<i64> {
@@ -261,6 +266,8 @@ mod tests {
         lessor.renew(1, now);
         assert_eq!(lessor.take_resets(), vec![1]);
         assert!(lessor.take_resets().is_empty());
+        lessor.requeue_resets(vec![1]);
+        assert_eq!(lessor.take_resets(), vec![1], "a failed reset comes back");
     }
 
     #[tokio::test(start_paused = true)]

@@ -228,10 +228,14 @@ impl RaftNode {
     /// The leader this member knows of; `None` while there is none, or
     /// while this member leads without a quorum's answers.
     pub(crate) fn leader(&self) -> Option<u64> {
-        let m = self.raft.metrics();
-        let m = m.borrow();
+        self.acting_leader(&self.raft.metrics().borrow())
+    }
+
+    /// openraft's leader in `m`, unless that is this member without a
+    /// quorum's answers.
+    fn acting_leader(&self, m: &openraft::RaftMetrics<u64, MemberNode>) -> Option<u64> {
         match m.current_leader {
-            Some(id) if id == self.config.id && !self.hears_quorum(&m) => None,
+            Some(id) if id == self.config.id && !self.hears_quorum(m) => None,
             leader => leader,
         }
     }
@@ -250,10 +254,7 @@ impl RaftNode {
         let m = self.raft.metrics();
         let m = m.borrow();
         RaftPosition {
-            leader: match m.current_leader {
-                Some(id) if id == self.config.id && !self.hears_quorum(&m) => 0,
-                leader => leader.unwrap_or(0),
-            },
+            leader: self.acting_leader(&m).unwrap_or(0),
             term: m.current_term,
             index: m.last_log_index.unwrap_or(0),
             applied: m.last_applied.map_or(0, |l| l.index),
