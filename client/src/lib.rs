@@ -40,7 +40,8 @@
 //!   of every unary call;
 //! - `endpoint.rs`: [`ConnectOptions`], endpoint parsing, the connection that
 //!   fails over to the next endpoint;
-//! - `tls.rs`: [`ClientTls`], TLS and mutual TLS to `https://` endpoints;
+//! - `tls.rs`: [`ClientTls`], TLS and mutual TLS to `https://` endpoints
+//!   ([`tls_handshake`] on a connection of your own);
 //! - `kv/`: get/put/delete/txn/compact, their options and the [`Txn`] builder;
 //! - `lease/`: grant/revoke/time-to-live/leases/keep-alive-once and the
 //!   [`LeaseKeeper`] that renews a lease in the background;
@@ -77,7 +78,7 @@ mod kv;
 mod lease;
 mod maintenance;
 pub mod registry;
-pub use tls::ClientTls;
+pub use tls::{ClientTls, handshake as tls_handshake};
 mod stream;
 mod tls;
 mod watch;

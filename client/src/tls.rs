@@ -68,8 +68,9 @@ impl ClientTls {
 }
 
 /// Runs the TLS handshake on `stream`, checking the certificate against
-/// `host` (a name or an IP address).
-pub(crate) async fn handshake(
+/// `host` (a name or an IP address, IPv6 in brackets or not). The server's
+/// calls to its `https://` peers use it too.
+pub async fn handshake(
     connector: &TlsConnector,
     host: &str,
     stream: TcpStream,

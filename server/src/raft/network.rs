@@ -19,7 +19,6 @@ use openraft::raft::{
 use prometheus_client::metrics::histogram::Histogram;
 use rollcall_proto::rollcallraftpb::RaftMessage;
 use rollcall_proto::rollcallraftpb::peer_client::PeerClient;
-use rustls::pki_types::ServerName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
@@ -75,18 +74,13 @@ async fn dial_tls(
     connector: TlsConnector,
     uri: http::Uri,
 ) -> std::io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>> {
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = uri.host().unwrap_or_default();
     let port = uri.port_u16().unwrap_or(2380);
-    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((address, port)).await?;
     tcp.set_nodelay(true)?;
-    let name = ServerName::try_from(host)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    Ok(TokioIo::new(connector.connect(name, tcp).await?))
+    let tls = rollcall_client::tls_handshake(&connector, host, tcp).await?;
+    Ok(TokioIo::new(tls))
 }
 
 /// Whether a failed peer call provably never reached the member: its

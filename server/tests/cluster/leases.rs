@@ -9,14 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use rollcall_proto::etcdserverpb::lease_client::LeaseClient;
-use rollcall_proto::etcdserverpb::{LeaseKeepAliveRequest, PutRequest};
+use rollcall_proto::etcdserverpb::PutRequest;
 use rollcall_tests::Backend;
 use rollcall_tests::grpc::b;
 
 use rollcall_tests::Cluster;
 
-use crate::support::{clients, get, leader, put_eventually, three};
+use crate::support::{clients, get, keep_alive, leader, put_eventually, three};
 
 backend_tests!(a_lease_kept_alive_through_a_follower_lives_and_then_expires);
 
@@ -36,31 +35,12 @@ async fn a_lease_kept_alive_through_a_follower_lives_and_then_expires(backend: B
     })
     .await
     .unwrap();
-    // Keep it alive through the follower for three TTLs. etcd answers the
-    // stream's headers with its first response, so the first request goes
-    // out before the call is awaited, on a channel without a call timeout.
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
-    let stream_channel = tonic::transport::Endpoint::from_shared(follower.endpoint())
-        .unwrap()
-        .connect_lazy();
-    let mut responses = LeaseClient::new(stream_channel)
-        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
+    // Keep it alive through the follower for three TTLs (every answer within
+    // the stream's bound, the stream open throughout).
+    let mut keeper = keep_alive(follower);
     let until = Instant::now() + Duration::from_secs(3 * TTL as u64);
-    let mut first = true;
     while Instant::now() < until {
-        if !first {
-            tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
-        }
-        first = false;
-        let resp = tokio::time::timeout(Duration::from_secs(10), responses.message())
-            .await
-            .expect("a keep-alive answer")
-            .unwrap()
-            .expect("the stream stays open");
+        let resp = keeper.once(id).await;
         assert_eq!(resp.id, id);
         assert!(resp.ttl > 0, "renewed through the follower: {resp:?}");
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -76,8 +56,7 @@ async fn a_lease_kept_alive_through_a_follower_lives_and_then_expires(backend: B
     }
     // Keep-alives stop: the leader expires the lease within its TTL (plus
     // its check interval and the revoke's commit).
-    drop(tx);
-    drop(responses);
+    drop(keeper);
     let stopped = Instant::now();
     for member in cluster.members() {
         rollcall_tests::wait::eventually(
@@ -123,7 +102,7 @@ async fn resumes_from_checkpoints(backend: Backend) {
     let renewed = c.try_grant(LONG_TTL, 0).await.unwrap().id;
     // Time passes on the leader's clock, and its checkpoints record it.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let mut keeper = rollcall_tests::keepalive::KeepAlive::open(&c.lease);
+    let mut keeper = keep_alive(cluster.member(lead));
     assert!(keeper.once(renewed).await.ttl > 0);
     // Past the next checkpoint tick, which records the renewal's reset.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -10,14 +10,15 @@
 
 use std::time::{Duration, Instant};
 
-use rollcall_proto::etcdserverpb::lease_client::LeaseClient;
-use rollcall_proto::etcdserverpb::{LeaseKeepAliveRequest, PutRequest};
+use rollcall_proto::etcdserverpb::PutRequest;
 use rollcall_tests::grpc::b;
 use rollcall_tests::http::http_get_from;
 use rollcall_tests::wait::eventually;
 use rollcall_tests::{Backend, ServerProcess, Tool, require_or_skip};
 
-use crate::support::{caught_up, clients, get, leader, on_own_hosts, put, put_eventually};
+use crate::support::{
+    caught_up, clients, get, keep_alive, leader, on_own_hosts, put, put_eventually,
+};
 
 backend_tests!(an_isolated_leader_stops_leading_while_the_majority_goes_on);
 
@@ -59,8 +60,7 @@ async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Ba
     let majority = [(lead + 1) % 3, (lead + 2) % 3].map(|i| cluster.member(i));
 
     // A service registered through the leader: a lease, a key under it, and
-    // a keep-alive stream (the first request goes out before the call is
-    // awaited: etcd answers the stream's headers with its first response).
+    // a keep-alive stream.
     let lease = clients(old).try_grant(TTL, 0).await.unwrap().id;
     clients(old)
         .try_put(PutRequest {
@@ -71,20 +71,8 @@ async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Ba
         })
         .await
         .unwrap();
-    let (renew, renewals) = tokio::sync::mpsc::channel(4);
-    renew
-        .send(LeaseKeepAliveRequest { id: lease })
-        .await
-        .unwrap();
-    let stream_channel = tonic::transport::Endpoint::from_shared(old.endpoint())
-        .unwrap()
-        .connect_lazy();
-    let mut answers = LeaseClient::new(stream_channel)
-        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(renewals))
-        .await
-        .unwrap()
-        .into_inner();
-    let first = answers.message().await.unwrap().expect("a renewal");
+    let mut keeper = keep_alive(old);
+    let first = keeper.once(lease).await;
     assert!(first.ttl > 0, "{first:?}");
 
     let hosts = cluster.hosts().expect("members on hosts of their own");
@@ -124,13 +112,10 @@ async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Ba
     );
 
     // A keep-alive sent to it now renews nothing: no answer with a TTL.
-    renew
-        .send(LeaseKeepAliveRequest { id: lease })
-        .await
-        .unwrap();
+    keeper.send(lease).await;
     // (No answer, or the stream's error, is what etcd gives.)
-    let answer = tokio::time::timeout(Duration::from_secs(3), answers.message()).await;
-    if let Ok(Ok(Some(answer))) = answer {
+    let answer = tokio::time::timeout(Duration::from_secs(3), keeper.responses.recv()).await;
+    if let Ok(Some(Ok(answer))) = answer {
         assert!(answer.ttl <= 0, "renewed while cut off: {answer:?}");
     }
 
@@ -163,8 +148,7 @@ async fn an_isolated_leader_stops_leading_while_the_majority_goes_on(backend: Ba
     }
 
     // Healed, the old leader follows the new one and gets what it missed.
-    drop(renew);
-    drop(answers);
+    drop(keeper);
     hosts.heal().unwrap();
     caught_up(old, "after", "1").await;
     eventually(

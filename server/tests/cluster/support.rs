@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use rollcall_proto::etcdserverpb::lease_client::LeaseClient;
 use rollcall_proto::etcdserverpb::{PutRequest, RangeRequest};
 use rollcall_tests::grpc::{Clients, b};
+use rollcall_tests::keepalive::KeepAlive;
 use rollcall_tests::{Backend, Cluster, ServerProcess};
 use tonic::transport::{Channel, Endpoint};
 
@@ -38,6 +40,16 @@ pub async fn on_own_hosts(backend: Backend) -> Cluster {
 /// Stubs of `member` whose every call gives up after [`RPC_TIMEOUT`].
 pub fn clients(member: &ServerProcess) -> Clients {
     Clients::over(channel(member))
+}
+
+/// A keep-alive stream to `member`, on a channel without a call timeout
+/// (the stream lives as long as the test needs it).
+pub fn keep_alive(member: &ServerProcess) -> KeepAlive {
+    let channel = Endpoint::from_shared(member.endpoint())
+        .unwrap()
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    KeepAlive::open(&LeaseClient::new(channel))
 }
 
 pub fn channel(member: &ServerProcess) -> Channel {
